@@ -1,0 +1,1 @@
+//! Cache-blocked GEMM: blocking sizes, packing and the loop nest.

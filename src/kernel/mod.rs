@@ -1,0 +1,1 @@
+//! SIMD micro-kernels per instruction set, and the run-time dispatch between them.

@@ -1,0 +1,1 @@
+//! Numerically stable losses and their gradients with respect to the logits.

@@ -1,0 +1,899 @@
+//! Strided matrix views over `f32` slices, and an owned row-major [`Matrix`].
+//!
+//! A view is a pointer to element (0, 0), a shape and two signed strides in elements, so
+//! element (i, j) lives at `ptr + i·row_stride + j·col_stride`. A transpose swaps the shape and
+//! the strides and copies nothing. Constructors prove that every addressed element lies inside
+//! the slice, so safe code built on views can never read or write out of bounds, and kernels
+//! may use unchecked pointer arithmetic inside a view's shape.
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::ptr::NonNull;
+
+use crate::error::{Error, Shape};
+
+/// Operand name used by the view constructors in their errors.
+const VIEW: &str = "view";
+
+/// Checks that a `rows × cols` view at `offset` with the given strides addresses only indices
+/// in `0..len`, and that `rows · cols` fits `usize`.
+///
+/// Every address is `offset + i·row_stride + j·col_stride`, a sum whose extreme values are
+/// reached at the corners, so checking the two extreme corners checks every element. The
+/// arithmetic runs in `i128` with checked operations, so it cannot wrap.
+fn check_layout(
+    operand: &'static str,
+    len: usize,
+    offset: usize,
+    rows: usize,
+    cols: usize,
+    row_stride: isize,
+    col_stride: isize,
+) -> Result<(), Error> {
+    let shape = Shape::new(rows, cols);
+    let overflow = || Error::Overflow { operand, shape };
+
+    rows.checked_mul(cols).ok_or_else(overflow)?;
+    if rows == 0 || cols == 0 {
+        return Ok(());
+    }
+
+    let row_span = (rows as i128 - 1)
+        .checked_mul(row_stride as i128)
+        .ok_or_else(overflow)?;
+    let col_span = (cols as i128 - 1)
+        .checked_mul(col_stride as i128)
+        .ok_or_else(overflow)?;
+    let lowest = offset as i128 + row_span.min(0) + col_span.min(0);
+    let highest = offset as i128 + row_span.max(0) + col_span.max(0);
+
+    let out_of_bounds = |index| Error::OutOfBounds {
+        operand,
+        shape,
+        offset,
+        row_stride,
+        col_stride,
+        index,
+        len,
+    };
+    if lowest < 0 {
+        return Err(out_of_bounds(lowest));
+    }
+    if highest >= len as i128 {
+        return Err(out_of_bounds(highest));
+    }
+    Ok(())
+}
+
+/// Checks that no two elements of a `rows × cols` view share an address.
+///
+/// Sorting the two axes by the size of their stride, the addresses are distinct when the
+/// smaller stride is non-zero and the larger one steps over the whole span of the smaller
+/// axis. This is the sufficient condition that ndarray also uses; a few exotic layouts with
+/// distinct addresses (such as strides 3 and 2 on a 2 × 2 view) are rejected by it.
+fn check_no_overlap(
+    operand: &'static str,
+    rows: usize,
+    cols: usize,
+    row_stride: isize,
+    col_stride: isize,
+) -> Result<(), Error> {
+    let overlap = Error::OverlappingOutput {
+        operand,
+        shape: Shape::new(rows, cols),
+        row_stride,
+        col_stride,
+    };
+
+    let distinct = match (rows > 1, cols > 1) {
+        (false, false) => true,
+        (true, false) => row_stride != 0,
+        (false, true) => col_stride != 0,
+        (true, true) => {
+            let (row_step, col_step) = (row_stride.unsigned_abs(), col_stride.unsigned_abs());
+            let (small_step, small_len, big_step) = if row_step <= col_step {
+                (row_step, rows, col_step)
+            } else {
+                (col_step, cols, row_step)
+            };
+            small_step != 0 && (big_step as u128) >= (small_step as u128) * (small_len as u128)
+        }
+    };
+    if distinct { Ok(()) } else { Err(overlap) }
+}
+
+/// Address of element (0, 0): the slice start plus `offset` for a non-empty view, the slice
+/// start for an empty one, which is never dereferenced.
+fn origin(data: *const f32, offset: usize, rows: usize, cols: usize) -> NonNull<f32> {
+    let base = if rows == 0 || cols == 0 {
+        data
+    } else {
+        // SAFETY: `check_layout` proved that element (0, 0), at `offset`, is inside the slice.
+        unsafe { data.add(offset) }
+    };
+    // SAFETY: slice pointers are never null, and an in-bounds offset keeps it non-null.
+    unsafe { NonNull::new_unchecked(base.cast_mut()) }
+}
+
+/// A read-only `rows × cols` view of `f32` elements with signed strides.
+///
+/// Element (i, j) is `data[offset + i·row_stride + j·col_stride]` of the slice the view was
+/// made from. Strides may be zero (broadcast) or negative (reversed). The view is `Copy`, like
+/// the shared slice it borrows.
+///
+/// ```
+/// use densegrad::MatRef;
+///
+/// let data = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0];
+/// let a = MatRef::from_slice(&data, 2, 3)?;
+/// assert_eq!(a.get(1, 0), Some(4.0));
+///
+/// let at = a.t();
+/// assert_eq!((at.rows(), at.cols()), (3, 2));
+/// assert_eq!(at.get(0, 1), Some(4.0));
+/// # Ok::<(), densegrad::Error>(())
+/// ```
+#[derive(Clone, Copy)]
+pub struct MatRef<'a> {
+    ptr: NonNull<f32>,
+    rows: usize,
+    cols: usize,
+    row_stride: isize,
+    col_stride: isize,
+    _borrow: PhantomData<&'a [f32]>,
+}
+
+// SAFETY: a `MatRef` is a shared borrow of `f32` values, like `&[f32]`, which is Send and Sync.
+unsafe impl Send for MatRef<'_> {}
+// SAFETY: as above; no method writes through the pointer.
+unsafe impl Sync for MatRef<'_> {}
+
+impl<'a> MatRef<'a> {
+    /// Creates a row-major view of a contiguous `rows × cols` slice.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::LengthMismatch`] when `data.len() != rows · cols`, and [`Error::Overflow`]
+    /// when `rows · cols` overflows `usize`.
+    pub fn from_slice(data: &'a [f32], rows: usize, cols: usize) -> Result<Self, Error> {
+        let len = checked_len(rows, cols)?;
+        Error::check_len(VIEW, len, data.len())?;
+        Self::from_strided(data, 0, rows, cols, cols as isize, 1)
+    }
+
+    /// Creates a view whose element (i, j) is `data[offset + i·row_stride + j·col_stride]`.
+    ///
+    /// Any strides are accepted, zero and negative included, as long as every element of the
+    /// `rows × cols` view lies inside `data`. An empty view (`rows` or `cols` zero) is always
+    /// valid.
+    ///
+    /// ```
+    /// use densegrad::MatRef;
+    ///
+    /// // The rows of a 2 × 3 matrix in reverse order: start at row 1 and step back.
+    /// let data = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0];
+    /// let reversed = MatRef::from_strided(&data, 3, 2, 3, -3, 1)?;
+    /// assert_eq!(reversed.get(0, 0), Some(4.0));
+    /// assert_eq!(reversed.get(1, 2), Some(3.0));
+    /// # Ok::<(), densegrad::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::OutOfBounds`] when an element falls outside `data`, and [`Error::Overflow`]
+    /// when the shape or index arithmetic overflows.
+    pub fn from_strided(
+        data: &'a [f32],
+        offset: usize,
+        rows: usize,
+        cols: usize,
+        row_stride: isize,
+        col_stride: isize,
+    ) -> Result<Self, Error> {
+        check_layout(VIEW, data.len(), offset, rows, cols, row_stride, col_stride)?;
+        Ok(Self {
+            ptr: origin(data.as_ptr(), offset, rows, cols),
+            rows,
+            cols,
+            row_stride,
+            col_stride,
+            _borrow: PhantomData,
+        })
+    }
+
+    /// Number of rows.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Number of columns.
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+
+    /// The shape, `rows × cols`.
+    pub fn shape(&self) -> Shape {
+        Shape::new(self.rows, self.cols)
+    }
+
+    /// Distance in elements from one row to the next.
+    pub fn row_stride(&self) -> isize {
+        self.row_stride
+    }
+
+    /// Distance in elements from one column to the next.
+    pub fn col_stride(&self) -> isize {
+        self.col_stride
+    }
+
+    /// Returns `true` when the view has no elements.
+    pub fn is_empty(&self) -> bool {
+        self.rows == 0 || self.cols == 0
+    }
+
+    /// Returns the transposed view, `cols × rows`, without copying.
+    #[must_use]
+    pub fn t(self) -> Self {
+        Self {
+            rows: self.cols,
+            cols: self.rows,
+            row_stride: self.col_stride,
+            col_stride: self.row_stride,
+            ..self
+        }
+    }
+
+    /// Returns element (i, j), or `None` when the index is outside the shape.
+    pub fn get(&self, i: usize, j: usize) -> Option<f32> {
+        if i < self.rows && j < self.cols {
+            // SAFETY: the index is inside the shape, which the constructor proved in bounds.
+            Some(unsafe { *self.ptr_at(i, j) })
+        } else {
+            None
+        }
+    }
+
+    /// Returns row `i` as a contiguous slice, or `None` when `i` is out of range or the
+    /// columns are not contiguous (`col_stride != 1` with more than one column).
+    pub fn row_slice(&self, i: usize) -> Option<&'a [f32]> {
+        if i >= self.rows || (self.col_stride != 1 && self.cols > 1) {
+            return None;
+        }
+        if self.cols == 0 {
+            return Some(&[]);
+        }
+        // SAFETY: the row's `cols` elements are adjacent (stride 1) and inside the borrowed
+        // slice, which the constructor proved; the borrow lives for 'a.
+        Some(unsafe { std::slice::from_raw_parts(self.ptr_at(i, 0), self.cols) })
+    }
+
+    /// Returns the `rows × cols` sub-view that starts at (`row`, `col`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ShapeMismatch`] when the sub-view does not fit inside this view.
+    pub fn submatrix(
+        self,
+        row: usize,
+        col: usize,
+        rows: usize,
+        cols: usize,
+    ) -> Result<Self, Error> {
+        check_sub(self.shape(), row, col, rows, cols)?;
+        let ptr = if rows == 0 || cols == 0 {
+            self.ptr
+        } else {
+            // SAFETY: (row, col) lies inside the shape (checked above), so it is in bounds.
+            unsafe { NonNull::new_unchecked(self.ptr_at(row, col).cast_mut()) }
+        };
+        Ok(Self {
+            ptr,
+            rows,
+            cols,
+            ..self
+        })
+    }
+
+    /// Returns an iterator over the rows, each a `1 × cols` view.
+    pub fn rows_iter(self) -> RowsIter<'a> {
+        RowsIter {
+            mat: self,
+            front: 0,
+            back: self.rows,
+        }
+    }
+
+    /// Copies the view into an owned row-major [`Matrix`].
+    pub fn to_matrix(&self) -> Matrix {
+        let mut data = Vec::with_capacity(self.rows * self.cols);
+        for i in 0..self.rows {
+            for j in 0..self.cols {
+                // SAFETY: (i, j) is inside the shape.
+                data.push(unsafe { *self.ptr_at(i, j) });
+            }
+        }
+        Matrix {
+            data,
+            rows: self.rows,
+            cols: self.cols,
+        }
+    }
+
+    /// Pointer to element (0, 0). It is dangling-but-aligned for an empty view.
+    pub(crate) fn as_ptr(&self) -> *const f32 {
+        self.ptr.as_ptr()
+    }
+
+    /// Pointer to element (i, j).
+    ///
+    /// # Safety
+    ///
+    /// `i < rows` and `j < cols`. The constructor proved every such element in bounds, and
+    /// `|i·row_stride|`, `|j·col_stride|` are at most the slice length, so no arithmetic wraps.
+    #[inline(always)]
+    pub(crate) unsafe fn ptr_at(&self, i: usize, j: usize) -> *const f32 {
+        let delta = i as isize * self.row_stride + j as isize * self.col_stride;
+        // SAFETY: the caller keeps (i, j) inside the shape; see the function's contract.
+        unsafe { self.ptr.as_ptr().offset(delta) }
+    }
+}
+
+impl fmt::Debug for MatRef<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "MatRef {} (strides {}, {}) ",
+            self.shape(),
+            self.row_stride,
+            self.col_stride
+        )?;
+        f.debug_list()
+            .entries(self.rows_iter().map(|row| RowDebug(row)))
+            .finish()
+    }
+}
+
+/// Prints one row of a view as a list.
+struct RowDebug<'a>(MatRef<'a>);
+
+impl fmt::Debug for RowDebug<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list()
+            .entries((0..self.0.cols).filter_map(|j| self.0.get(0, j)))
+            .finish()
+    }
+}
+
+/// Iterator over the rows of a [`MatRef`], each a `1 × cols` view. See [`MatRef::rows_iter`].
+#[derive(Clone, Debug)]
+pub struct RowsIter<'a> {
+    mat: MatRef<'a>,
+    front: usize,
+    back: usize,
+}
+
+impl<'a> RowsIter<'a> {
+    fn row(&self, i: usize) -> MatRef<'a> {
+        self.mat
+            .submatrix(i, 0, 1, self.mat.cols)
+            .expect("row index below the row count")
+    }
+}
+
+impl<'a> Iterator for RowsIter<'a> {
+    type Item = MatRef<'a>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.front == self.back {
+            return None;
+        }
+        let row = self.row(self.front);
+        self.front += 1;
+        Some(row)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let remaining = self.back - self.front;
+        (remaining, Some(remaining))
+    }
+}
+
+impl DoubleEndedIterator for RowsIter<'_> {
+    fn next_back(&mut self) -> Option<Self::Item> {
+        if self.front == self.back {
+            return None;
+        }
+        self.back -= 1;
+        Some(self.row(self.back))
+    }
+}
+
+impl ExactSizeIterator for RowsIter<'_> {}
+
+/// A mutable `rows × cols` view of `f32` elements with signed strides.
+///
+/// The same addressing as [`MatRef`], but no two elements may share an address, so writing
+/// one element never changes another. Zero strides are therefore rejected on any axis longer
+/// than one.
+///
+/// ```
+/// use densegrad::MatMut;
+///
+/// let mut data = [0.0; 6];
+/// let mut c = MatMut::from_slice(&mut data, 2, 3)?;
+/// c.set(1, 2, 7.0)?;
+/// assert_eq!(c.get(1, 2), Some(7.0));
+/// assert_eq!(data[5], 7.0);
+/// # Ok::<(), densegrad::Error>(())
+/// ```
+pub struct MatMut<'a> {
+    ptr: NonNull<f32>,
+    rows: usize,
+    cols: usize,
+    row_stride: isize,
+    col_stride: isize,
+    _borrow: PhantomData<&'a mut [f32]>,
+}
+
+// SAFETY: a `MatMut` is a unique borrow of `f32` values, like `&mut [f32]`, which is Send.
+unsafe impl Send for MatMut<'_> {}
+// SAFETY: shared access (`&MatMut`) only reads, like `&&mut [f32]`, which is Sync.
+unsafe impl Sync for MatMut<'_> {}
+
+impl<'a> MatMut<'a> {
+    /// Creates a row-major mutable view of a contiguous `rows × cols` slice.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::LengthMismatch`] when `data.len() != rows · cols`, and [`Error::Overflow`]
+    /// when `rows · cols` overflows `usize`.
+    pub fn from_slice(data: &'a mut [f32], rows: usize, cols: usize) -> Result<Self, Error> {
+        let len = checked_len(rows, cols)?;
+        Error::check_len(VIEW, len, data.len())?;
+        Self::from_strided(data, 0, rows, cols, cols as isize, 1)
+    }
+
+    /// Creates a mutable view whose element (i, j) is
+    /// `data[offset + i·row_stride + j·col_stride]`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::OutOfBounds`] when an element falls outside `data`, [`Error::Overflow`] when
+    /// the shape or index arithmetic overflows, and [`Error::OverlappingOutput`] when two
+    /// elements would share an address (a zero stride on an axis longer than one, or strides
+    /// that interleave).
+    pub fn from_strided(
+        data: &'a mut [f32],
+        offset: usize,
+        rows: usize,
+        cols: usize,
+        row_stride: isize,
+        col_stride: isize,
+    ) -> Result<Self, Error> {
+        check_layout(VIEW, data.len(), offset, rows, cols, row_stride, col_stride)?;
+        check_no_overlap(VIEW, rows, cols, row_stride, col_stride)?;
+        Ok(Self {
+            ptr: origin(data.as_mut_ptr(), offset, rows, cols),
+            rows,
+            cols,
+            row_stride,
+            col_stride,
+            _borrow: PhantomData,
+        })
+    }
+
+    /// Number of rows.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Number of columns.
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+
+    /// The shape, `rows × cols`.
+    pub fn shape(&self) -> Shape {
+        Shape::new(self.rows, self.cols)
+    }
+
+    /// Distance in elements from one row to the next.
+    pub fn row_stride(&self) -> isize {
+        self.row_stride
+    }
+
+    /// Distance in elements from one column to the next.
+    pub fn col_stride(&self) -> isize {
+        self.col_stride
+    }
+
+    /// Returns `true` when the view has no elements.
+    pub fn is_empty(&self) -> bool {
+        self.rows == 0 || self.cols == 0
+    }
+
+    /// Returns a read-only view of the same elements.
+    pub fn as_ref(&self) -> MatRef<'_> {
+        MatRef {
+            ptr: self.ptr,
+            rows: self.rows,
+            cols: self.cols,
+            row_stride: self.row_stride,
+            col_stride: self.col_stride,
+            _borrow: PhantomData,
+        }
+    }
+
+    /// Reborrows the view mutably for a shorter lifetime, so it can be passed to a function
+    /// and used again afterwards.
+    pub fn rb_mut(&mut self) -> MatMut<'_> {
+        MatMut {
+            ptr: self.ptr,
+            rows: self.rows,
+            cols: self.cols,
+            row_stride: self.row_stride,
+            col_stride: self.col_stride,
+            _borrow: PhantomData,
+        }
+    }
+
+    /// Returns the transposed view, `cols × rows`, without copying.
+    #[must_use]
+    pub fn t(self) -> Self {
+        Self {
+            rows: self.cols,
+            cols: self.rows,
+            row_stride: self.col_stride,
+            col_stride: self.row_stride,
+            ..self
+        }
+    }
+
+    /// Returns element (i, j), or `None` when the index is outside the shape.
+    pub fn get(&self, i: usize, j: usize) -> Option<f32> {
+        self.as_ref().get(i, j)
+    }
+
+    /// Returns a mutable reference to element (i, j), or `None` when the index is outside the
+    /// shape.
+    pub fn get_mut(&mut self, i: usize, j: usize) -> Option<&mut f32> {
+        if i < self.rows && j < self.cols {
+            // SAFETY: the index is inside the shape, so in bounds, and `&mut self` makes the
+            // reference unique for its lifetime.
+            Some(unsafe { &mut *self.ptr_at_mut(i, j) })
+        } else {
+            None
+        }
+    }
+
+    /// Sets element (i, j) to `value`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`] when the index is outside the shape.
+    pub fn set(&mut self, i: usize, j: usize, value: f32) -> Result<(), Error> {
+        let shape = self.shape();
+        let element = self.get_mut(i, j).ok_or_else(|| Error::InvalidArgument {
+            operand: "index",
+            reason: format!("({i}, {j}) is outside the {shape} view"),
+        })?;
+        *element = value;
+        Ok(())
+    }
+
+    /// Returns row `i` as a contiguous mutable slice, or `None` when `i` is out of range or
+    /// the columns are not contiguous (`col_stride != 1` with more than one column).
+    pub fn row_slice_mut(&mut self, i: usize) -> Option<&mut [f32]> {
+        if i >= self.rows || (self.col_stride != 1 && self.cols > 1) {
+            return None;
+        }
+        if self.cols == 0 {
+            return Some(&mut []);
+        }
+        // SAFETY: the row's elements are adjacent, in bounds and not aliased by any other
+        // live reference, because `&mut self` is unique.
+        Some(unsafe { std::slice::from_raw_parts_mut(self.ptr_at_mut(i, 0), self.cols) })
+    }
+
+    /// Sets every element to `value`.
+    pub fn fill(&mut self, value: f32) {
+        for i in 0..self.rows {
+            for j in 0..self.cols {
+                // SAFETY: (i, j) is inside the shape and the view is borrowed uniquely.
+                unsafe { *self.ptr_at_mut(i, j) = value };
+            }
+        }
+    }
+
+    /// Copies `src` element by element into this view.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ShapeMismatch`] naming `src` when the shapes differ.
+    pub fn copy_from(&mut self, src: MatRef<'_>) -> Result<(), Error> {
+        Error::check_shape("src", self.shape(), src.shape())?;
+        for i in 0..self.rows {
+            for j in 0..self.cols {
+                // SAFETY: (i, j) is inside both shapes, which are equal.
+                unsafe { *self.ptr_at_mut(i, j) = *src.ptr_at(i, j) };
+            }
+        }
+        Ok(())
+    }
+
+    /// Returns the mutable `rows × cols` sub-view that starts at (`row`, `col`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ShapeMismatch`] when the sub-view does not fit inside this view.
+    pub fn submatrix_mut(
+        mut self,
+        row: usize,
+        col: usize,
+        rows: usize,
+        cols: usize,
+    ) -> Result<Self, Error> {
+        check_sub(self.shape(), row, col, rows, cols)?;
+        let ptr = if rows == 0 || cols == 0 {
+            self.ptr
+        } else {
+            // SAFETY: (row, col) lies inside the shape (checked above), so it is in bounds.
+            unsafe { NonNull::new_unchecked(self.ptr_at_mut(row, col)) }
+        };
+        Ok(Self {
+            ptr,
+            rows,
+            cols,
+            ..self
+        })
+    }
+
+    /// Splits the view into rows `0..mid` and `mid..rows`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`] when `mid > rows`.
+    pub fn split_rows_at(mut self, mid: usize) -> Result<(Self, Self), Error> {
+        if mid > self.rows {
+            return Err(Error::InvalidArgument {
+                operand: "mid",
+                reason: format!("split point {mid} is past the last row, {}", self.rows),
+            });
+        }
+        let bottom_ptr = if mid == self.rows || self.cols == 0 {
+            self.ptr
+        } else {
+            // SAFETY: row `mid` exists (mid < rows) and the view has a column.
+            unsafe { NonNull::new_unchecked(self.ptr_at_mut(mid, 0)) }
+        };
+        let top = Self {
+            rows: mid,
+            ..self.shallow_copy()
+        };
+        let bottom = Self {
+            ptr: bottom_ptr,
+            rows: self.rows - mid,
+            ..self
+        };
+        // The two halves address disjoint rows of a view without overlap, so they may both
+        // be written.
+        Ok((top, bottom))
+    }
+
+    /// Copies the fields; callers make sure the copies address disjoint elements.
+    fn shallow_copy(&self) -> Self {
+        Self {
+            ptr: self.ptr,
+            rows: self.rows,
+            cols: self.cols,
+            row_stride: self.row_stride,
+            col_stride: self.col_stride,
+            _borrow: PhantomData,
+        }
+    }
+
+    /// Pointer to element (0, 0). It is dangling-but-aligned for an empty view.
+    pub(crate) fn as_mut_ptr(&mut self) -> *mut f32 {
+        self.ptr.as_ptr()
+    }
+
+    /// Mutable pointer to element (i, j).
+    ///
+    /// # Safety
+    ///
+    /// `i < rows` and `j < cols`; see [`MatRef::ptr_at`].
+    #[inline(always)]
+    pub(crate) unsafe fn ptr_at_mut(&mut self, i: usize, j: usize) -> *mut f32 {
+        let delta = i as isize * self.row_stride + j as isize * self.col_stride;
+        // SAFETY: the caller keeps (i, j) inside the shape; see the function's contract.
+        unsafe { self.ptr.as_ptr().offset(delta) }
+    }
+}
+
+impl fmt::Debug for MatMut<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "MatMut of ")?;
+        self.as_ref().fmt(f)
+    }
+}
+
+/// Checks the shapes of `C ← A·B`: `a` is `m × k`, `b` must be `k × n` and `c` `m × n`.
+/// Returns `(m, k, n)`.
+///
+/// # Errors
+///
+/// [`Error::ShapeMismatch`] naming `b` or `c`; `a` fixes `m` and `k`, so it is never blamed.
+pub(crate) fn gemm_dims(
+    a: MatRef<'_>,
+    b: MatRef<'_>,
+    c: MatRef<'_>,
+) -> Result<(usize, usize, usize), Error> {
+    let (m, k, n) = (a.rows(), a.cols(), b.cols());
+    Error::check_shape("b", Shape::new(k, n), b.shape())?;
+    Error::check_shape("c", Shape::new(m, n), c.shape())?;
+    Ok((m, k, n))
+}
+
+/// Checks that a `rows × cols` block at (`row`, `col`) fits inside `shape`.
+fn check_sub(shape: Shape, row: usize, col: usize, rows: usize, cols: usize) -> Result<(), Error> {
+    let fits = row.checked_add(rows).is_some_and(|end| end <= shape.rows)
+        && col.checked_add(cols).is_some_and(|end| end <= shape.cols);
+    if fits {
+        Ok(())
+    } else {
+        Err(Error::InvalidArgument {
+            operand: "submatrix",
+            reason: format!(
+                "a {} block at ({row}, {col}) does not fit inside the {shape} view",
+                Shape::new(rows, cols)
+            ),
+        })
+    }
+}
+
+/// Returns `rows · cols`, or [`Error::Overflow`].
+fn checked_len(rows: usize, cols: usize) -> Result<usize, Error> {
+    rows.checked_mul(cols).ok_or(Error::Overflow {
+        operand: VIEW,
+        shape: Shape::new(rows, cols),
+    })
+}
+
+/// An owned, row-major, contiguous `rows × cols` matrix.
+///
+/// ```
+/// use densegrad::Matrix;
+///
+/// let mut m = Matrix::zeros(2, 3);
+/// m.as_mut().set(0, 1, 5.0)?;
+/// assert_eq!(m.as_slice(), &[0.0, 5.0, 0.0, 0.0, 0.0, 0.0]);
+/// assert_eq!(m.as_ref().t().get(1, 0), Some(5.0));
+/// # Ok::<(), densegrad::Error>(())
+/// ```
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Matrix {
+    data: Vec<f32>,
+    rows: usize,
+    cols: usize,
+}
+
+impl Matrix {
+    /// Creates a `rows × cols` matrix of zeros.
+    ///
+    /// # Panics
+    ///
+    /// When `rows · cols` overflows `usize` or the allocation fails, as `vec!` does.
+    pub fn zeros(rows: usize, cols: usize) -> Self {
+        let len = rows
+            .checked_mul(cols)
+            .unwrap_or_else(|| panic!("a {} matrix overflows usize", Shape::new(rows, cols)));
+        Self {
+            data: vec![0.0; len],
+            rows,
+            cols,
+        }
+    }
+
+    /// Creates a matrix whose element (i, j) is `f(i, j)`.
+    ///
+    /// # Panics
+    ///
+    /// When `rows · cols` overflows `usize` or the allocation fails.
+    pub fn from_fn(rows: usize, cols: usize, mut f: impl FnMut(usize, usize) -> f32) -> Self {
+        let mut m = Self::zeros(rows, cols);
+        for i in 0..rows {
+            for j in 0..cols {
+                m.data[i * cols + j] = f(i, j);
+            }
+        }
+        m
+    }
+
+    /// Wraps a row-major vector of `rows · cols` elements.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::LengthMismatch`] when `data.len() != rows · cols`, and [`Error::Overflow`]
+    /// when `rows · cols` overflows `usize`.
+    pub fn from_vec(data: Vec<f32>, rows: usize, cols: usize) -> Result<Self, Error> {
+        let len = checked_len(rows, cols)?;
+        Error::check_len("data", len, data.len())?;
+        Ok(Self { data, rows, cols })
+    }
+
+    /// Number of rows.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Number of columns.
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+
+    /// The shape, `rows × cols`.
+    pub fn shape(&self) -> Shape {
+        Shape::new(self.rows, self.cols)
+    }
+
+    /// Returns element (i, j), or `None` when the index is outside the shape.
+    pub fn get(&self, i: usize, j: usize) -> Option<f32> {
+        (i < self.rows && j < self.cols).then(|| self.data[i * self.cols + j])
+    }
+
+    /// Returns a read-only row-major view.
+    pub fn as_ref(&self) -> MatRef<'_> {
+        MatRef::from_slice(&self.data, self.rows, self.cols)
+            .expect("a Matrix's length is rows · cols")
+    }
+
+    /// Returns a mutable row-major view.
+    pub fn as_mut(&mut self) -> MatMut<'_> {
+        MatMut::from_slice(&mut self.data, self.rows, self.cols)
+            .expect("a Matrix's length is rows · cols")
+    }
+
+    /// The elements in row-major order.
+    pub fn as_slice(&self) -> &[f32] {
+        &self.data
+    }
+
+    /// The elements in row-major order, mutably.
+    pub fn as_mut_slice(&mut self) -> &mut [f32] {
+        &mut self.data
+    }
+
+    /// Returns the row-major element vector.
+    pub fn into_vec(self) -> Vec<f32> {
+        self.data
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layout_empty_views_always_valid() {
+        assert!(MatRef::from_strided(&[], 7, 0, 5, 100, -100).is_ok());
+        assert!(MatRef::from_strided(&[], 0, 5, 0, 1, 1).is_ok());
+    }
+
+    #[test]
+    fn layout_negative_strides_reach_start() {
+        let data = [0.0; 6];
+        assert!(MatRef::from_strided(&data, 5, 2, 3, -3, -1).is_ok());
+        assert!(MatRef::from_strided(&data, 4, 2, 3, -3, -1).is_err());
+    }
+
+    #[test]
+    fn overlap_condition_cases() {
+        assert!(check_no_overlap("c", 2, 2, 2, 1).is_ok());
+        assert!(check_no_overlap("c", 2, 2, 1, 2).is_ok());
+        assert!(check_no_overlap("c", 2, 3, 2, 1).is_err());
+        assert!(check_no_overlap("c", 2, 3, 0, 1).is_err());
+        assert!(check_no_overlap("c", 1, 3, 0, 1).is_ok());
+        assert!(check_no_overlap("c", 3, 1, 1, 0).is_ok());
+        assert!(check_no_overlap("c", 3, 2, -2, -1).is_ok());
+    }
+}
