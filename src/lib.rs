@@ -39,6 +39,8 @@
 pub mod activation;
 mod error;
 mod gemm;
+#[cfg(feature = "idx")]
+pub mod idx;
 mod kernel;
 pub mod loss;
 mod matrix;
