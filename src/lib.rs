@@ -37,17 +37,21 @@
 #![warn(missing_docs)]
 
 pub mod activation;
+mod dense;
 mod error;
 mod gemm;
 #[cfg(feature = "idx")]
 pub mod idx;
+mod interim;
 mod kernel;
+pub mod layer;
 pub mod loss;
 mod matrix;
 mod parallel;
 pub mod reference;
 
 pub use activation::Activation;
+pub use dense::{DenseGrads, GradMode, dense_backward, dense_forward};
 pub use error::{Error, Shape};
 pub use matrix::{MatMut, MatRef, Matrix, RowsIter};
 pub use parallel::Parallelism;

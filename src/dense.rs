@@ -1,0 +1,371 @@
+//! Forward and backward pass of one dense layer, `A = f(X·Wᵀ + b)`, one sample per row.
+//!
+//! NOTE: this is the unfused version: plain row loops that the compiler vectorises, with the
+//! bias, the activation and its derivative applied in separate sweeps. The fused GEMM
+//! epilogue will replace the bodies; the signatures and the checks stay.
+
+use crate::Activation;
+use crate::error::{Error, Shape};
+use crate::interim;
+use crate::matrix::{MatMut, MatRef};
+use crate::parallel::Parallelism;
+
+/// Below this many multiply-adds a call stays on the calling thread: splitting a smaller
+/// problem costs more in rayon task overhead (a few microseconds) than it saves.
+const MIN_PARALLEL_MULTIPLY_ADDS: usize = 1 << 18;
+
+/// Whether [`dense_backward`] replaces or adds to the gradients it writes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum GradMode {
+    /// Overwrite the gradients. Their previous contents are never read, so NaN or garbage in
+    /// them cannot reach the result.
+    #[default]
+    Overwrite,
+    /// Add to the existing gradients, to accumulate over several micro-batches.
+    Accumulate,
+}
+
+/// The parameter gradients that [`dense_backward`] writes.
+#[derive(Debug)]
+pub struct DenseGrads<'a> {
+    /// `∂C/∂W = δᵀ·X`, `n_out × n_in`.
+    pub weights: MatMut<'a>,
+    /// `∂C/∂b`, the column sums of `δ`, length `n_out`.
+    pub bias: &'a mut [f32],
+    /// Whether to overwrite or accumulate.
+    pub mode: GradMode,
+}
+
+/// Computes the forward pass `output ← f(input·weightsᵀ + bias)` of a dense layer.
+///
+/// `input` is `m × n_in` (one sample per row), `weights` is `n_out × n_in` (PyTorch's
+/// `Linear` layout), `bias` has `n_out` elements and `output` is `m × n_out`. Softmax is
+/// applied per row. Results do not depend on `par`.
+///
+/// ```
+/// use densegrad::{dense_forward, Activation, MatMut, MatRef, Parallelism};
+///
+/// let x = [1.0, 2.0];
+/// let w = [0.5, -1.0, 1.0, 1.0];
+/// let mut out = [0.0; 2];
+/// dense_forward(
+///     MatRef::from_slice(&x, 1, 2)?,
+///     MatRef::from_slice(&w, 2, 2)?,
+///     &[0.0, 0.5],
+///     Activation::Relu,
+///     MatMut::from_slice(&mut out, 1, 2)?,
+///     Parallelism::Sequential,
+/// )?;
+/// assert_eq!(out, [0.0, 3.5]);
+/// # Ok::<(), densegrad::Error>(())
+/// ```
+///
+/// # Errors
+///
+/// [`Error::ShapeMismatch`] naming `weights` when its column count differs from `input`'s,
+/// or `output` when it is not `m × n_out`; [`Error::LengthMismatch`] naming `bias`; and
+/// [`Error::InvalidArgument`] naming `activation` for a leaky ReLU slope that is negative or
+/// not finite.
+pub fn dense_forward(
+    input: MatRef<'_>,
+    weights: MatRef<'_>,
+    bias: &[f32],
+    activation: Activation,
+    output: MatMut<'_>,
+    par: Parallelism,
+) -> Result<(), Error> {
+    let (m, n_in, n_out) = (input.rows(), input.cols(), weights.rows());
+    Error::check_shape("weights", Shape::new(n_out, n_in), weights.shape())?;
+    Error::check_len("bias", n_out, bias.len())?;
+    Error::check_shape("output", Shape::new(m, n_out), output.shape())?;
+    check_slope("activation", activation)?;
+
+    let tasks = task_count(par, m * n_in * n_out, m);
+    for_each_row_block(output, 0, tasks, &|first_row, mut block| {
+        let rows = block.rows();
+        let block_input = input
+            .submatrix(first_row, 0, rows, n_in)
+            .expect("a row block lies inside the input");
+        forward_rows(block_input, weights, bias, block.rb_mut());
+        interim::forward_in_place(activation, block);
+    });
+    Ok(())
+}
+
+/// Computes the backward pass of a dense layer: the parameter gradients and, when
+/// `input_delta` is given, the error of the layer below.
+///
+/// `delta` is `∂C/∂Z` of this layer, `m × n_out`, and already contains this layer's
+/// activation derivative and the loss's `1/m`. `input` is the layer's input `X`, `m × n_in`,
+/// which is the output of the layer below, and `input_activation` is the activation that
+/// produced it. The function writes
+///
+/// - `grads.weights ← δᵀ·X` (`n_out × n_in`) and `grads.bias ←` the column sums of `δ`, or
+///   adds them with [`GradMode::Accumulate`];
+/// - `input_delta ← (δ·W) ∘ f'(X)` (`m × n_in`), with `f'` read from `X`. Pass `None` for
+///   the first layer, whose input needs no error, and [`Activation::Identity`] when `X` is
+///   raw data.
+///
+/// Results do not depend on `par`.
+///
+/// ```
+/// use densegrad::{dense_backward, Activation, DenseGrads, GradMode, MatMut, MatRef, Parallelism};
+///
+/// // One sample, two inputs, one output.
+/// let delta = [2.0];
+/// let x = [1.0, -3.0];
+/// let w = [0.5, 0.25];
+/// let (mut grad_w, mut grad_b, mut input_delta) = ([0.0; 2], [0.0], [0.0; 2]);
+/// dense_backward(
+///     MatRef::from_slice(&delta, 1, 1)?,
+///     MatRef::from_slice(&x, 1, 2)?,
+///     MatRef::from_slice(&w, 1, 2)?,
+///     Activation::Identity,
+///     DenseGrads {
+///         weights: MatMut::from_slice(&mut grad_w, 1, 2)?,
+///         bias: &mut grad_b,
+///         mode: GradMode::Overwrite,
+///     },
+///     Some(MatMut::from_slice(&mut input_delta, 1, 2)?),
+///     Parallelism::Sequential,
+/// )?;
+/// assert_eq!(grad_w, [2.0, -6.0]);
+/// assert_eq!(grad_b, [2.0]);
+/// assert_eq!(input_delta, [1.0, 0.5]);
+/// # Ok::<(), densegrad::Error>(())
+/// ```
+///
+/// # Errors
+///
+/// [`Error::ShapeMismatch`] naming `weights` when its column count differs from `input`'s,
+/// `delta` when it is not `m × n_out`, `grads.weights` when it is not `n_out × n_in`, or
+/// `input_delta` when it is not `m × n_in`; [`Error::LengthMismatch`] naming `grads.bias`;
+/// and [`Error::InvalidArgument`] naming `input_activation` when it is
+/// [`Activation::Softmax`], whose Jacobian is not diagonal, or a leaky ReLU with a negative
+/// or non-finite slope.
+pub fn dense_backward(
+    delta: MatRef<'_>,
+    input: MatRef<'_>,
+    weights: MatRef<'_>,
+    input_activation: Activation,
+    grads: DenseGrads<'_>,
+    input_delta: Option<MatMut<'_>>,
+    par: Parallelism,
+) -> Result<(), Error> {
+    let (m, n_in, n_out) = (input.rows(), input.cols(), weights.rows());
+    Error::check_shape("weights", Shape::new(n_out, n_in), weights.shape())?;
+    Error::check_shape("delta", Shape::new(m, n_out), delta.shape())?;
+    Error::check_shape(
+        "grads.weights",
+        Shape::new(n_out, n_in),
+        grads.weights.shape(),
+    )?;
+    Error::check_len("grads.bias", n_out, grads.bias.len())?;
+    if let Some(input_delta) = &input_delta {
+        Error::check_shape("input_delta", Shape::new(m, n_in), input_delta.shape())?;
+    }
+    if input_activation == Activation::Softmax {
+        return Err(Error::InvalidArgument {
+            operand: "input_activation",
+            reason: "softmax has no element-wise derivative, so the error cannot be passed \
+                     through it; use softmax only on the output layer"
+                .to_string(),
+        });
+    }
+    check_slope("input_activation", input_activation)?;
+
+    // The gradients are split by output neuron: each task owns whole rows of `grad_weights`
+    // and sums over every sample in the same order, so the split cannot change the result.
+    let tasks = task_count(par, m * n_in * n_out, n_out);
+    let DenseGrads {
+        weights: grad_weights,
+        bias: grad_bias,
+        mode,
+    } = grads;
+    for_each_row_block(WithBias(grad_weights, grad_bias), 0, tasks, &|first_out,
+                                                                      WithBias(
+        mut block,
+        block_bias,
+    )| {
+        let block_delta = delta
+            .submatrix(0, first_out, m, block.rows())
+            .expect("an output block lies inside delta");
+        parameter_grads(block_delta, input, block.rb_mut(), block_bias, mode);
+    });
+
+    if let Some(input_delta) = input_delta {
+        let tasks = task_count(par, m * n_in * n_out, m);
+        for_each_row_block(input_delta, 0, tasks, &|first_row, mut block| {
+            let rows = block.rows();
+            let block_delta = delta
+                .submatrix(first_row, 0, rows, n_out)
+                .expect("a row block lies inside delta");
+            let block_input = input
+                .submatrix(first_row, 0, rows, n_in)
+                .expect("a row block lies inside the input");
+            propagate_rows(block_delta, weights, block.rb_mut());
+            interim::backward(input_activation, block_input, block);
+        });
+    }
+    Ok(())
+}
+
+/// Rejects a leaky ReLU slope that is negative or not finite: with a negative slope the sign
+/// of the output no longer tells which side of zero the input was on, so `f'` cannot be read
+/// from the output.
+pub(crate) fn check_slope(operand: &'static str, activation: Activation) -> Result<(), Error> {
+    if let Activation::LeakyRelu { slope } = activation
+        && !(slope.is_finite() && slope >= 0.0)
+    {
+        return Err(Error::InvalidArgument {
+            operand,
+            reason: format!("leaky ReLU slope {slope} must be finite and non-negative"),
+        });
+    }
+    Ok(())
+}
+
+/// Writes `output ← input·weightsᵀ + bias` row by row.
+fn forward_rows(input: MatRef<'_>, weights: MatRef<'_>, bias: &[f32], mut output: MatMut<'_>) {
+    for i in 0..input.rows() {
+        for (o, &b) in bias.iter().enumerate() {
+            let z = b + dot(input, i, weights, o);
+            *output.get_mut(i, o).expect("(i, o) inside the output") = z;
+        }
+    }
+}
+
+/// Writes or adds `grad_weights ← deltaᵀ·input` and `grad_bias ←` the column sums of
+/// `delta`, where `delta` holds the columns of the output neurons this block owns.
+fn parameter_grads(
+    delta: MatRef<'_>,
+    input: MatRef<'_>,
+    mut grad_weights: MatMut<'_>,
+    grad_bias: &mut [f32],
+    mode: GradMode,
+) {
+    if mode == GradMode::Overwrite {
+        grad_weights.fill(0.0);
+        grad_bias.fill(0.0);
+    }
+    for (o, bias_o) in grad_bias.iter_mut().enumerate() {
+        for i in 0..delta.rows() {
+            let delta_io = delta.get(i, o).expect("(i, o) inside delta");
+            axpy(delta_io, input, i, &mut grad_weights, o);
+            *bias_o += delta_io;
+        }
+    }
+}
+
+/// Writes `input_delta ← delta·weights` row by row, before the activation derivative.
+fn propagate_rows(delta: MatRef<'_>, weights: MatRef<'_>, mut input_delta: MatMut<'_>) {
+    input_delta.fill(0.0);
+    for i in 0..delta.rows() {
+        for o in 0..delta.cols() {
+            let delta_io = delta.get(i, o).expect("(i, o) inside delta");
+            axpy(delta_io, weights, o, &mut input_delta, i);
+        }
+    }
+}
+
+/// Number of accumulators in [`dot`]: eight `f32` lanes fill one AVX register, and
+/// independent sums let the compiler vectorise a reduction it may not reorder.
+const DOT_LANES: usize = 8;
+
+/// Returns the dot product of row `i` of `a` and row `j` of `b`, which have equal lengths.
+fn dot(a: MatRef<'_>, i: usize, b: MatRef<'_>, j: usize) -> f32 {
+    if let (Some(x), Some(y)) = (a.row_slice(i), b.row_slice(j)) {
+        let mut lanes = [0.0f32; DOT_LANES];
+        let (x_chunks, y_chunks) = (x.chunks_exact(DOT_LANES), y.chunks_exact(DOT_LANES));
+        let (x_tail, y_tail) = (x_chunks.remainder(), y_chunks.remainder());
+        for (xc, yc) in x_chunks.zip(y_chunks) {
+            for lane in 0..DOT_LANES {
+                lanes[lane] += xc[lane] * yc[lane];
+            }
+        }
+        let tail: f32 = x_tail.iter().zip(y_tail).map(|(p, q)| p * q).sum();
+        return lanes.iter().sum::<f32>() + tail;
+    }
+    (0..a.cols())
+        .map(|k| a.get(i, k).expect("k inside a") * b.get(j, k).expect("k inside b"))
+        .sum()
+}
+
+/// Adds `alpha` times row `i` of `x` to row `j` of `y`; the rows have equal lengths.
+fn axpy(alpha: f32, x: MatRef<'_>, i: usize, y: &mut MatMut<'_>, j: usize) {
+    let cols = y.cols();
+    if let (Some(src), Some(dst)) = (x.row_slice(i), y.row_slice_mut(j)) {
+        for (d, s) in dst.iter_mut().zip(src) {
+            *d += alpha * s;
+        }
+        return;
+    }
+    for k in 0..cols {
+        let s = x.get(i, k).expect("k inside x");
+        *y.get_mut(j, k).expect("k inside y") += alpha * s;
+    }
+}
+
+/// Number of rayon tasks for a call of `multiply_adds` multiply-adds whose output has
+/// `rows` rows to split.
+fn task_count(par: Parallelism, multiply_adds: usize, rows: usize) -> usize {
+    if multiply_adds < MIN_PARALLEL_MULTIPLY_ADDS {
+        1
+    } else {
+        par.max_threads().min(rows).max(1)
+    }
+}
+
+/// An output that can be cut into two blocks of rows that do not share elements.
+trait SplitRows: Sized + Send {
+    fn rows(&self) -> usize;
+    fn split_rows(self, mid: usize) -> (Self, Self);
+}
+
+impl SplitRows for MatMut<'_> {
+    fn rows(&self) -> usize {
+        MatMut::rows(self)
+    }
+
+    fn split_rows(self, mid: usize) -> (Self, Self) {
+        self.split_rows_at(mid)
+            .expect("mid is at most the row count")
+    }
+}
+
+/// Rows of a weight gradient together with the matching bias-gradient elements.
+struct WithBias<'a, 'b>(MatMut<'a>, &'b mut [f32]);
+
+impl SplitRows for WithBias<'_, '_> {
+    fn rows(&self) -> usize {
+        self.0.rows()
+    }
+
+    fn split_rows(self, mid: usize) -> (Self, Self) {
+        let (top, bottom) = self.0.split_rows(mid);
+        let (top_bias, bottom_bias) = self.1.split_at_mut(mid);
+        (WithBias(top, top_bias), WithBias(bottom, bottom_bias))
+    }
+}
+
+/// Calls `work(first_row, block)` on `tasks` contiguous blocks of rows of `output`, in
+/// parallel through `rayon::join`, which needs no heap allocation.
+fn for_each_row_block<T: SplitRows>(
+    output: T,
+    first_row: usize,
+    tasks: usize,
+    work: &(impl Fn(usize, T) + Sync),
+) {
+    let rows = output.rows();
+    if tasks <= 1 || rows < 2 {
+        work(first_row, output);
+        return;
+    }
+    let top_tasks = tasks / 2;
+    let mid = rows * top_tasks / tasks;
+    let (top, bottom) = output.split_rows(mid);
+    rayon::join(
+        || for_each_row_block(top, first_row, top_tasks, work),
+        || for_each_row_block(bottom, first_row + mid, tasks - top_tasks, work),
+    );
+}

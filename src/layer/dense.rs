@@ -1,0 +1,151 @@
+//! One dense layer: its parameters, activation and parameter gradients.
+
+use rand::Rng;
+
+use super::init::Init;
+use crate::Activation;
+use crate::dense::check_slope;
+use crate::error::{Error, Shape};
+use crate::matrix::{MatMut, MatRef, Matrix};
+
+/// A dense (fully connected) layer `a = f(W·x + b)` with its parameter gradients.
+///
+/// The weights are `n_out × n_in`, PyTorch's `Linear` layout. The gradients hold the result
+/// of the last [`Sequential::train_step`](super::Sequential::train_step), and are zero before
+/// the first.
+///
+/// ```
+/// use densegrad::Activation;
+/// use densegrad::layer::{Dense, Init};
+/// use rand::SeedableRng;
+/// use rand_chacha::ChaCha8Rng;
+///
+/// let mut rng = ChaCha8Rng::seed_from_u64(7);
+/// let layer = Dense::new(784, 256, Activation::Relu, Init::HeUniform, &mut rng)?;
+/// assert_eq!(layer.weights().shape(), densegrad::Shape::new(256, 784));
+/// assert!(layer.bias().iter().all(|&b| b == 0.0));
+/// # Ok::<(), densegrad::Error>(())
+/// ```
+#[derive(Clone, Debug, PartialEq)]
+pub struct Dense {
+    pub(super) weights: Matrix,
+    pub(super) bias: Vec<f32>,
+    pub(super) activation: Activation,
+    pub(super) grad_weights: Matrix,
+    pub(super) grad_bias: Vec<f32>,
+}
+
+impl Dense {
+    /// Creates a layer of `n_out` neurons over `n_in` inputs, with weights drawn by `init`
+    /// from `rng` and zero biases.
+    ///
+    /// Pass a seeded generator such as `rand_chacha::ChaCha8Rng` for reproducible weights.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`] naming `n_in` or `n_out` when it is zero, or `activation`
+    /// for a leaky ReLU slope that is negative or not finite.
+    pub fn new<R: Rng + ?Sized>(
+        n_in: usize,
+        n_out: usize,
+        activation: Activation,
+        init: Init,
+        rng: &mut R,
+    ) -> Result<Self, Error> {
+        check_width("n_in", n_in)?;
+        check_width("n_out", n_out)?;
+        check_slope("activation", activation)?;
+
+        let mut weights = Matrix::zeros(n_out, n_in);
+        init.fill(weights.as_mut_slice(), n_in, n_out, rng)?;
+        Self::from_parameters(weights, vec![0.0; n_out], activation)
+    }
+
+    /// Creates a layer from given weights (`n_out × n_in`) and bias (`n_out` elements).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`] naming `weights` when it has no rows or no columns, or
+    /// `activation` for an invalid leaky ReLU slope; [`Error::LengthMismatch`] naming `bias`
+    /// when its length differs from the number of rows of `weights`.
+    pub fn from_parameters(
+        weights: Matrix,
+        bias: Vec<f32>,
+        activation: Activation,
+    ) -> Result<Self, Error> {
+        let Shape { rows, cols } = weights.shape();
+        if rows == 0 || cols == 0 {
+            return Err(Error::InvalidArgument {
+                operand: "weights",
+                reason: format!(
+                    "a {} weight matrix has no neurons or no inputs",
+                    weights.shape()
+                ),
+            });
+        }
+        Error::check_len("bias", rows, bias.len())?;
+        check_slope("activation", activation)?;
+        Ok(Self {
+            weights,
+            bias,
+            activation,
+            grad_weights: Matrix::zeros(rows, cols),
+            grad_bias: vec![0.0; rows],
+        })
+    }
+
+    /// Number of inputs, the width of the layer below.
+    pub fn n_in(&self) -> usize {
+        self.weights.cols()
+    }
+
+    /// Number of neurons, the width of this layer's output.
+    pub fn n_out(&self) -> usize {
+        self.weights.rows()
+    }
+
+    /// The activation function.
+    pub fn activation(&self) -> Activation {
+        self.activation
+    }
+
+    /// The weights, `n_out × n_in`.
+    pub fn weights(&self) -> MatRef<'_> {
+        self.weights.as_ref()
+    }
+
+    /// The weights, mutably, to set them by hand.
+    pub fn weights_mut(&mut self) -> MatMut<'_> {
+        self.weights.as_mut()
+    }
+
+    /// The bias, one element per neuron.
+    pub fn bias(&self) -> &[f32] {
+        &self.bias
+    }
+
+    /// The bias, mutably.
+    pub fn bias_mut(&mut self) -> &mut [f32] {
+        &mut self.bias
+    }
+
+    /// `∂C/∂W` of the last training step, `n_out × n_in`.
+    pub fn grad_weights(&self) -> MatRef<'_> {
+        self.grad_weights.as_ref()
+    }
+
+    /// `∂C/∂b` of the last training step, one element per neuron.
+    pub fn grad_bias(&self) -> &[f32] {
+        &self.grad_bias
+    }
+}
+
+fn check_width(operand: &'static str, width: usize) -> Result<(), Error> {
+    if width == 0 {
+        return Err(Error::InvalidArgument {
+            operand,
+            reason: "a dense layer needs at least one input and one neuron; got 0".to_string(),
+        });
+    }
+    Ok(())
+}

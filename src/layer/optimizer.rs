@@ -1,0 +1,278 @@
+//! Optimisers: stochastic gradient descent with momentum, and Adam with decoupled weight
+//! decay (AdamW).
+//!
+//! An optimiser keeps its state per parameter tensor, allocated on the first step and reused
+//! afterwards, so a training loop allocates nothing once warm. One optimiser serves one
+//! network: [`Sequential::train_step`](super::Sequential::train_step) numbers the tensors
+//! `2·l` (weights of layer `l`) and `2·l + 1` (its bias).
+
+use crate::error::Error;
+
+/// A rule that updates parameters from their gradients, one training step at a time.
+///
+/// [`Sequential::train_step`](super::Sequential::train_step) calls
+/// [`begin_step`](Optimizer::begin_step) once before it changes anything, then
+/// [`update`](Optimizer::update) once per parameter tensor.
+pub trait Optimizer {
+    /// Checks the hyperparameters and starts a new step.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`] naming the hyperparameter that is out of range; the step
+    /// then does not run.
+    fn begin_step(&mut self) -> Result<(), Error>;
+
+    /// Updates parameter tensor number `index` in place from its gradient `grads`, which has
+    /// the same length as `params`.
+    fn update(&mut self, index: usize, params: &mut [f32], grads: &[f32]);
+}
+
+/// Stochastic gradient descent with optional momentum, Nesterov momentum and L2 weight
+/// decay, with PyTorch's `torch.optim.SGD` update rule (no dampening):
+///
+/// ```text
+/// g ← grad + weight_decay·p
+/// v ← momentum·v + g                      (v starts at 0)
+/// p ← p − learning_rate·(nesterov ? g + momentum·v : v)
+/// ```
+///
+/// ```
+/// use densegrad::layer::Sgd;
+///
+/// let sgd = Sgd::new(0.1).with_momentum(0.9);
+/// assert_eq!(sgd.momentum, 0.9);
+/// ```
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Sgd {
+    /// Step size `η`, finite and non-negative.
+    pub learning_rate: f32,
+    /// Momentum factor in `[0, 1)`; 0 turns momentum off and keeps no state.
+    pub momentum: f32,
+    /// Use Nesterov momentum; needs `momentum > 0`.
+    pub nesterov: bool,
+    /// L2 penalty added to the gradient, finite and non-negative.
+    pub weight_decay: f32,
+    velocity: Vec<Vec<f32>>,
+}
+
+impl Sgd {
+    /// Creates plain gradient descent with the given learning rate.
+    pub fn new(learning_rate: f32) -> Self {
+        Self {
+            learning_rate,
+            ..Self::default()
+        }
+    }
+
+    /// Sets the momentum factor.
+    #[must_use]
+    pub fn with_momentum(mut self, momentum: f32) -> Self {
+        self.momentum = momentum;
+        self
+    }
+
+    /// Turns Nesterov momentum on or off.
+    #[must_use]
+    pub fn with_nesterov(mut self, nesterov: bool) -> Self {
+        self.nesterov = nesterov;
+        self
+    }
+
+    /// Sets the L2 weight decay.
+    #[must_use]
+    pub fn with_weight_decay(mut self, weight_decay: f32) -> Self {
+        self.weight_decay = weight_decay;
+        self
+    }
+}
+
+impl Optimizer for Sgd {
+    fn begin_step(&mut self) -> Result<(), Error> {
+        check_non_negative("learning_rate", self.learning_rate)?;
+        check_unit_interval("momentum", self.momentum)?;
+        check_non_negative("weight_decay", self.weight_decay)?;
+        if self.nesterov && self.momentum == 0.0 {
+            return Err(Error::InvalidArgument {
+                operand: "nesterov",
+                reason: "Nesterov momentum needs a momentum above 0".to_string(),
+            });
+        }
+        Ok(())
+    }
+
+    fn update(&mut self, index: usize, params: &mut [f32], grads: &[f32]) {
+        let (lr, wd, momentum) = (self.learning_rate, self.weight_decay, self.momentum);
+        if momentum == 0.0 {
+            for (p, &g) in params.iter_mut().zip(grads) {
+                *p -= lr * (g + wd * *p);
+            }
+            return;
+        }
+
+        let velocity = state_for(&mut self.velocity, index, params.len());
+        if self.nesterov {
+            for ((p, &g), v) in params.iter_mut().zip(grads).zip(velocity.iter_mut()) {
+                let g = g + wd * *p;
+                *v = momentum * *v + g;
+                *p -= lr * (g + momentum * *v);
+            }
+        } else {
+            for ((p, &g), v) in params.iter_mut().zip(grads).zip(velocity.iter_mut()) {
+                let g = g + wd * *p;
+                *v = momentum * *v + g;
+                *p -= lr * *v;
+            }
+        }
+    }
+}
+
+/// Adam with decoupled weight decay (AdamW), with PyTorch's `torch.optim.AdamW` update rule
+/// for step `t = 1, 2, …`:
+///
+/// ```text
+/// p ← p − learning_rate·weight_decay·p
+/// m ← beta1·m + (1 − beta1)·g           v ← beta2·v + (1 − beta2)·g²
+/// p ← p − learning_rate·(m / (1 − beta1^t)) / (√(v / (1 − beta2^t)) + epsilon)
+/// ```
+///
+/// With `weight_decay = 0` this is plain Adam.
+///
+/// ```
+/// use densegrad::layer::Adam;
+///
+/// let adam = Adam::new(1e-3).with_weight_decay(0.01);
+/// assert_eq!((adam.beta1, adam.beta2), (0.9, 0.999));
+/// ```
+#[derive(Clone, Debug, PartialEq)]
+pub struct Adam {
+    /// Step size, finite and non-negative.
+    pub learning_rate: f32,
+    /// Decay of the first-moment estimate, in `[0, 1)`.
+    pub beta1: f32,
+    /// Decay of the second-moment estimate, in `[0, 1)`.
+    pub beta2: f32,
+    /// Added to the denominator for numerical stability, finite and positive.
+    pub epsilon: f32,
+    /// Decoupled weight decay, finite and non-negative.
+    pub weight_decay: f32,
+    step: i32,
+    first_moment: Vec<Vec<f32>>,
+    second_moment: Vec<Vec<f32>>,
+}
+
+impl Adam {
+    /// Creates Adam with the given learning rate and the usual defaults `beta1 = 0.9`,
+    /// `beta2 = 0.999`, `epsilon = 1e-8` and no weight decay.
+    pub fn new(learning_rate: f32) -> Self {
+        Self {
+            learning_rate,
+            beta1: 0.9,
+            beta2: 0.999,
+            epsilon: 1e-8,
+            weight_decay: 0.0,
+            step: 0,
+            first_moment: Vec::new(),
+            second_moment: Vec::new(),
+        }
+    }
+
+    /// Sets the two moment decays.
+    #[must_use]
+    pub fn with_betas(mut self, beta1: f32, beta2: f32) -> Self {
+        self.beta1 = beta1;
+        self.beta2 = beta2;
+        self
+    }
+
+    /// Sets `epsilon`.
+    #[must_use]
+    pub fn with_epsilon(mut self, epsilon: f32) -> Self {
+        self.epsilon = epsilon;
+        self
+    }
+
+    /// Sets the decoupled weight decay.
+    #[must_use]
+    pub fn with_weight_decay(mut self, weight_decay: f32) -> Self {
+        self.weight_decay = weight_decay;
+        self
+    }
+
+    /// Number of steps taken so far.
+    pub fn steps(&self) -> i32 {
+        self.step
+    }
+}
+
+impl Optimizer for Adam {
+    fn begin_step(&mut self) -> Result<(), Error> {
+        check_non_negative("learning_rate", self.learning_rate)?;
+        check_unit_interval("beta1", self.beta1)?;
+        check_unit_interval("beta2", self.beta2)?;
+        check_non_negative("weight_decay", self.weight_decay)?;
+        if !(self.epsilon.is_finite() && self.epsilon > 0.0) {
+            return Err(Error::InvalidArgument {
+                operand: "epsilon",
+                reason: format!("{} must be finite and positive", self.epsilon),
+            });
+        }
+        self.step = self.step.saturating_add(1);
+        Ok(())
+    }
+
+    fn update(&mut self, index: usize, params: &mut [f32], grads: &[f32]) {
+        let (lr, beta1, beta2, eps) = (self.learning_rate, self.beta1, self.beta2, self.epsilon);
+        let decay = 1.0 - lr * self.weight_decay;
+        let step = self.step.max(1);
+        let correction1 = (1.0 - f64::from(beta1).powi(step)) as f32;
+        let correction2 = (1.0 - f64::from(beta2).powi(step)) as f32;
+        let step_size = lr / correction1;
+        let inv_sqrt_correction2 = 1.0 / correction2.sqrt();
+
+        let first = state_for(&mut self.first_moment, index, params.len());
+        let second = state_for(&mut self.second_moment, index, params.len());
+        let moments = first.iter_mut().zip(second.iter_mut());
+        for ((p, &g), (m, v)) in params.iter_mut().zip(grads).zip(moments) {
+            *p *= decay;
+            *m = beta1 * *m + (1.0 - beta1) * g;
+            *v = beta2 * *v + (1.0 - beta2) * g * g;
+            *p -= step_size * *m / (v.sqrt() * inv_sqrt_correction2 + eps);
+        }
+    }
+}
+
+/// Returns the state buffer of tensor `index`, creating it (zeroed, `len` elements) on first
+/// use. Allocates only then.
+fn state_for(states: &mut Vec<Vec<f32>>, index: usize, len: usize) -> &mut [f32] {
+    if states.len() <= index {
+        states.resize_with(index + 1, Vec::new);
+    }
+    let state = &mut states[index];
+    if state.len() != len {
+        state.clear();
+        state.resize(len, 0.0);
+    }
+    state
+}
+
+fn check_non_negative(operand: &'static str, value: f32) -> Result<(), Error> {
+    if value.is_finite() && value >= 0.0 {
+        Ok(())
+    } else {
+        Err(Error::InvalidArgument {
+            operand,
+            reason: format!("{value} must be finite and non-negative"),
+        })
+    }
+}
+
+fn check_unit_interval(operand: &'static str, value: f32) -> Result<(), Error> {
+    if (0.0..1.0).contains(&value) {
+        Ok(())
+    } else {
+        Err(Error::InvalidArgument {
+            operand,
+            reason: format!("{value} must lie in [0, 1)"),
+        })
+    }
+}

@@ -1,0 +1,379 @@
+//! A feed-forward network: dense layers in sequence with a loss on the output.
+
+use super::dense::Dense;
+use super::loss::{Loss, Targets, check_targets, loss_and_delta, row_class};
+use super::optimizer::Optimizer;
+use super::workspace::Workspace;
+use crate::Activation;
+use crate::dense::{DenseGrads, GradMode, dense_backward, dense_forward};
+use crate::error::{Error, Shape};
+use crate::interim;
+use crate::matrix::MatRef;
+use crate::parallel::Parallelism;
+
+/// Batch size that [`Sequential::evaluate`] and [`Sequential::predict`] work through at a
+/// time before the first training step has sized the buffers. Large enough that per-call
+/// overhead is small, small enough that the buffers of a wide network stay a few megabytes.
+const DEFAULT_CHUNK_ROWS: usize = 256;
+
+/// Dense layers applied in order, with a loss on the output of the last.
+///
+/// The network owns the buffers of its forward and backward passes. They are sized by the
+/// first batch and reused for every batch that is no larger, so
+/// [`train_step`](Sequential::train_step) allocates nothing once warm.
+///
+/// ```
+/// use densegrad::layer::{Dense, Init, Loss, Sequential, Sgd, Targets};
+/// use densegrad::{Activation, MatRef};
+/// use rand::SeedableRng;
+/// use rand_chacha::ChaCha8Rng;
+///
+/// let mut rng = ChaCha8Rng::seed_from_u64(1);
+/// let mut net = Sequential::new(
+///     vec![
+///         Dense::new(2, 8, Activation::Tanh, Init::XavierUniform, &mut rng)?,
+///         Dense::new(8, 2, Activation::Softmax, Init::XavierUniform, &mut rng)?,
+///     ],
+///     Loss::SoftmaxCrossEntropy,
+/// )?;
+///
+/// let x = MatRef::from_slice(&[0.0, 0.0, 0.0, 1.0, 1.0, 0.0, 1.0, 1.0], 4, 2)?;
+/// let classes = [0, 1, 1, 0];
+/// let mut sgd = Sgd::new(0.5).with_momentum(0.9);
+/// let first = net.train_step(x, Targets::Classes(&classes), &mut sgd)?;
+/// for _ in 0..200 {
+///     net.train_step(x, Targets::Classes(&classes), &mut sgd)?;
+/// }
+/// let (loss, accuracy) = net.evaluate(x, Targets::Classes(&classes))?;
+/// assert!(loss < first);
+/// assert_eq!(accuracy, 1.0);
+/// # Ok::<(), densegrad::Error>(())
+/// ```
+#[derive(Clone, Debug, PartialEq)]
+pub struct Sequential {
+    layers: Vec<Dense>,
+    loss: Loss,
+    parallelism: Parallelism,
+    workspace: Workspace,
+}
+
+impl Sequential {
+    /// Creates a network from its layers, first to last, and the loss on its output.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`] naming `layers` when there are none, when a layer's input
+    /// count differs from the previous layer's output count, or when a hidden layer uses
+    /// softmax (whose error cannot be passed back element-wise); naming `loss` when the
+    /// last layer's activation is not [`Loss::output_activation`].
+    pub fn new(layers: Vec<Dense>, loss: Loss) -> Result<Self, Error> {
+        let Some(last) = layers.last() else {
+            return Err(Error::InvalidArgument {
+                operand: "layers",
+                reason: "a network needs at least one layer; got none".to_string(),
+            });
+        };
+        if last.activation() != loss.output_activation() {
+            return Err(Error::InvalidArgument {
+                operand: "loss",
+                reason: format!(
+                    "{} needs the last layer's activation to be {:?}, got {:?}",
+                    loss.name(),
+                    loss.output_activation(),
+                    last.activation()
+                ),
+            });
+        }
+        for (l, pair) in layers.windows(2).enumerate() {
+            let (below, above) = (&pair[0], &pair[1]);
+            if above.n_in() != below.n_out() {
+                return Err(Error::InvalidArgument {
+                    operand: "layers",
+                    reason: format!(
+                        "layer {} has {} inputs, but layer {l} has {} outputs",
+                        l + 1,
+                        above.n_in(),
+                        below.n_out()
+                    ),
+                });
+            }
+            if below.activation() == Activation::Softmax {
+                return Err(Error::InvalidArgument {
+                    operand: "layers",
+                    reason: format!(
+                        "layer {l} is a hidden layer with softmax, which only the output layer \
+                         may use"
+                    ),
+                });
+            }
+        }
+        Ok(Self {
+            layers,
+            loss,
+            parallelism: Parallelism::Sequential,
+            workspace: Workspace::default(),
+        })
+    }
+
+    /// Sets the threading of every kernel call and returns the network.
+    #[must_use]
+    pub fn with_parallelism(mut self, parallelism: Parallelism) -> Self {
+        self.parallelism = parallelism;
+        self
+    }
+
+    /// Sets the threading of every kernel call. Results do not depend on it.
+    pub fn set_parallelism(&mut self, parallelism: Parallelism) {
+        self.parallelism = parallelism;
+    }
+
+    /// The threading of every kernel call.
+    pub fn parallelism(&self) -> Parallelism {
+        self.parallelism
+    }
+
+    /// The layers, first to last.
+    pub fn layers(&self) -> &[Dense] {
+        &self.layers
+    }
+
+    /// The layers, mutably, for this module's loaders; the shapes must not change.
+    pub(super) fn layers_mut(&mut self) -> &mut [Dense] {
+        &mut self.layers
+    }
+
+    /// The loss on the output.
+    pub fn loss(&self) -> Loss {
+        self.loss
+    }
+
+    /// Number of input features, the width of `x`.
+    pub fn n_in(&self) -> usize {
+        self.layers[0].n_in()
+    }
+
+    /// Number of outputs.
+    pub fn n_out(&self) -> usize {
+        self.layers[self.layers.len() - 1].n_out()
+    }
+
+    /// Runs the network on a batch `x` (`m × n_in`) for inference and returns its output
+    /// (`m × n_out`): probabilities for the cross-entropies, values for mean squared error.
+    ///
+    /// The output lives in the network's buffers until the next call. A batch larger than
+    /// any before grows the buffers.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ShapeMismatch`] naming `x` when it does not have `n_in` columns, and
+    /// [`Error::InvalidValue`] naming the first row of `x` with a value that is not finite.
+    pub fn forward(&mut self, x: MatRef<'_>) -> Result<MatRef<'_>, Error> {
+        self.check_input(x)?;
+        let m = x.rows();
+        self.workspace.reserve(&self.layers, m);
+        self.forward_rows(x, false)?;
+        Ok(self.workspace.output(self.layers.len() - 1, m))
+    }
+
+    /// Runs one training step on the batch `x` (`m × n_in`): a forward pass that keeps every
+    /// layer's output, the loss and its gradient, a backward pass through every layer, and
+    /// one update by `optimizer`. Returns the batch's mean loss before the update.
+    ///
+    /// Afterwards each layer's [`grad_weights`](Dense::grad_weights) and
+    /// [`grad_bias`](Dense::grad_bias) hold this batch's gradients. Nothing is changed when
+    /// an error is returned.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`] naming `x` for an empty batch; the errors of
+    /// [`forward`](Sequential::forward) for `x`; [`Error::LengthMismatch`] or
+    /// [`Error::ShapeMismatch`] naming `targets` when it does not have one entry per row;
+    /// [`Error::InvalidValue`] naming `targets` and the first row with a class index out of
+    /// range, a value that is not finite, or a binary cross-entropy target outside
+    /// `[0, 1]`; [`Error::InvalidArgument`] for class indices with a loss other than softmax
+    /// cross-entropy, or from `optimizer` for a hyperparameter out of range.
+    pub fn train_step<O: Optimizer + ?Sized>(
+        &mut self,
+        x: MatRef<'_>,
+        targets: Targets<'_>,
+        optimizer: &mut O,
+    ) -> Result<f32, Error> {
+        let m = x.rows();
+        check_not_empty(x)?;
+        self.check_input(x)?;
+        check_targets(self.loss, targets, m, self.n_out())?;
+        optimizer.begin_step()?;
+
+        self.workspace.reserve(&self.layers, m);
+        self.forward_rows(x, true)?;
+        let (logits, delta) = self.workspace.logits_and_delta(m);
+        let loss = loss_and_delta(self.loss, logits, targets, delta)?;
+        self.backward(x)?;
+
+        for (l, layer) in self.layers.iter_mut().enumerate() {
+            optimizer.update(
+                2 * l,
+                layer.weights.as_mut_slice(),
+                layer.grad_weights.as_slice(),
+            );
+            optimizer.update(2 * l + 1, &mut layer.bias, &layer.grad_bias);
+        }
+        Ok(loss)
+    }
+
+    /// Returns the predicted class of each row of `x`: the output with the largest value,
+    /// or, for a network with a single output, 1 when it is at least 0.5 and 0 otherwise.
+    ///
+    /// # Errors
+    ///
+    /// The errors of [`forward`](Sequential::forward).
+    pub fn predict(&mut self, x: MatRef<'_>) -> Result<Vec<usize>, Error> {
+        self.check_input(x)?;
+        let mut classes = Vec::with_capacity(x.rows());
+        let chunk_rows = self.reserve_chunks(x.rows());
+        let mut start = 0;
+        while start < x.rows() {
+            let rows = chunk_rows.min(x.rows() - start);
+            let chunk = x.submatrix(start, 0, rows, x.cols())?;
+            self.forward_rows(chunk, false)?;
+            let outputs = self.workspace.output(self.layers.len() - 1, rows);
+            classes.extend((0..rows).map(|i| row_class(outputs, i)));
+            start += rows;
+        }
+        Ok(classes)
+    }
+
+    /// Returns the mean loss and the accuracy of the network on `x` against `targets`,
+    /// without training.
+    ///
+    /// The accuracy is the fraction of rows whose predicted class, as
+    /// [`predict`](Sequential::predict) returns it, equals the target class: the class
+    /// index, or for a target matrix the column of its largest value (for a single column,
+    /// whether it is at least 0.5). The batch is processed in chunks no larger than the
+    /// buffers, so a large test set does not grow them.
+    ///
+    /// # Errors
+    ///
+    /// The input and target errors of [`train_step`](Sequential::train_step).
+    pub fn evaluate(&mut self, x: MatRef<'_>, targets: Targets<'_>) -> Result<(f32, f32), Error> {
+        let m = x.rows();
+        check_not_empty(x)?;
+        self.check_input(x)?;
+        check_targets(self.loss, targets, m, self.n_out())?;
+
+        let chunk_rows = self.reserve_chunks(m);
+        let output_activation = self.loss.output_activation();
+        let (mut total_loss, mut correct) = (0.0f64, 0usize);
+        let mut start = 0;
+        while start < m {
+            let rows = chunk_rows.min(m - start);
+            let chunk = x.submatrix(start, 0, rows, x.cols())?;
+            let chunk_targets = targets.rows(start, rows);
+
+            self.forward_rows(chunk, true)?;
+            let (logits, delta) = self.workspace.logits_and_delta(rows);
+            let loss = loss_and_delta(self.loss, logits, chunk_targets, delta)?;
+            total_loss += f64::from(loss) * rows as f64;
+
+            let mut outputs = self.workspace.last_output_mut(rows);
+            interim::forward_in_place(output_activation, outputs.rb_mut());
+            let outputs = outputs.as_ref();
+            correct += (0..rows)
+                .filter(|&i| row_class(outputs, i) == chunk_targets.class(i))
+                .count();
+            start += rows;
+        }
+        Ok(((total_loss / m as f64) as f32, correct as f32 / m as f32))
+    }
+
+    /// Sizes the buffers for working through `m` rows in chunks and returns the chunk size:
+    /// the current buffer size, or up to [`DEFAULT_CHUNK_ROWS`] before the first batch.
+    fn reserve_chunks(&mut self, m: usize) -> usize {
+        let rows = match self.workspace.rows() {
+            0 => m.clamp(1, DEFAULT_CHUNK_ROWS),
+            rows => rows,
+        };
+        self.workspace.reserve(&self.layers, rows);
+        rows
+    }
+
+    /// Runs the forward pass on `x`, whose rows fit the buffers, and leaves each layer's
+    /// output in them. With `logits`, the last layer's output is `Z`, before its activation.
+    fn forward_rows(&mut self, x: MatRef<'_>, logits: bool) -> Result<(), Error> {
+        let m = x.rows();
+        let last = self.layers.len() - 1;
+        for (l, layer) in self.layers.iter().enumerate() {
+            let activation = if logits && l == last {
+                Activation::Identity
+            } else {
+                layer.activation
+            };
+            let (input, output) = self.workspace.input_and_output(x, l, m);
+            dense_forward(
+                input,
+                layer.weights.as_ref(),
+                &layer.bias,
+                activation,
+                output,
+                self.parallelism,
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Propagates the output layer's error, already in the buffers, back through every
+    /// layer, writing each layer's parameter gradients.
+    fn backward(&mut self, x: MatRef<'_>) -> Result<(), Error> {
+        let m = x.rows();
+        for l in (0..self.layers.len()).rev() {
+            let input_activation = match l {
+                0 => Activation::Identity,
+                _ => self.layers[l - 1].activation,
+            };
+            let (delta, input, input_delta) = self.workspace.backward_operands(x, l, m);
+            let layer = &mut self.layers[l];
+            dense_backward(
+                delta,
+                input,
+                layer.weights.as_ref(),
+                input_activation,
+                DenseGrads {
+                    weights: layer.grad_weights.as_mut(),
+                    bias: &mut layer.grad_bias,
+                    mode: GradMode::Overwrite,
+                },
+                input_delta,
+                self.parallelism,
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Checks the width of `x` and that every value is finite.
+    fn check_input(&self, x: MatRef<'_>) -> Result<(), Error> {
+        Error::check_shape("x", Shape::new(x.rows(), self.n_in()), x.shape())?;
+        for row in 0..x.rows() {
+            for col in 0..x.cols() {
+                let value = x.get(row, col).expect("(row, col) inside x");
+                if !value.is_finite() {
+                    return Err(Error::InvalidValue {
+                        operand: "x",
+                        row,
+                        reason: format!("column {col} is {value}, expected a finite number"),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn check_not_empty(x: MatRef<'_>) -> Result<(), Error> {
+    if x.rows() == 0 {
+        return Err(Error::InvalidArgument {
+            operand: "x",
+            reason: "the batch is empty; pass at least one row".to_string(),
+        });
+    }
+    Ok(())
+}
