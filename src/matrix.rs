@@ -319,6 +319,33 @@ impl<'a> MatRef<'a> {
         }
     }
 
+    /// Creates a view from a pointer to element (0, 0), a shape and strides, for adapters
+    /// of other array types.
+    ///
+    /// # Safety
+    ///
+    /// `ptr` is non-null, and for every `i < rows`, `j < cols` the element at
+    /// `ptr + i·row_stride + j·col_stride` lies in one allocation, is valid for reads and is
+    /// not written for `'a`; the offsets fit `isize`.
+    #[cfg(feature = "ndarray")]
+    pub(crate) unsafe fn from_raw_parts(
+        ptr: *const f32,
+        rows: usize,
+        cols: usize,
+        row_stride: isize,
+        col_stride: isize,
+    ) -> Self {
+        Self {
+            // SAFETY: the caller passes a non-null pointer.
+            ptr: unsafe { NonNull::new_unchecked(ptr.cast_mut()) },
+            rows,
+            cols,
+            row_stride,
+            col_stride,
+            _borrow: PhantomData,
+        }
+    }
+
     /// Pointer to element (0, 0). It is dangling-but-aligned for an empty view.
     pub(crate) fn as_ptr(&self) -> *const f32 {
         self.ptr.as_ptr()
@@ -690,6 +717,38 @@ impl<'a> MatMut<'a> {
             col_stride: self.col_stride,
             _borrow: PhantomData,
         }
+    }
+
+    /// Creates a mutable view from a pointer to element (0, 0), a shape and strides, for
+    /// adapters of other array types.
+    ///
+    /// # Safety
+    ///
+    /// As [`MatRef::from_raw_parts`], and no other reference reads or writes the elements
+    /// for `'a`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::OverlappingOutput`] naming `operand` when two elements share an address.
+    #[cfg(feature = "ndarray")]
+    pub(crate) unsafe fn from_raw_parts_mut(
+        operand: &'static str,
+        ptr: *mut f32,
+        rows: usize,
+        cols: usize,
+        row_stride: isize,
+        col_stride: isize,
+    ) -> Result<Self, Error> {
+        check_no_overlap(operand, rows, cols, row_stride, col_stride)?;
+        Ok(Self {
+            // SAFETY: the caller passes a non-null pointer.
+            ptr: unsafe { NonNull::new_unchecked(ptr) },
+            rows,
+            cols,
+            row_stride,
+            col_stride,
+            _borrow: PhantomData,
+        })
     }
 
     /// Pointer to element (0, 0). It is dangling-but-aligned for an empty view.

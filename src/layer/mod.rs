@@ -11,6 +11,8 @@
 mod dense;
 mod init;
 mod loss;
+#[cfg(feature = "ndarray")]
+mod ndarray;
 mod optimizer;
 mod safetensors;
 mod sequential;

@@ -1,0 +1,163 @@
+//! Training steps after the first allocate nothing: a counting global allocator watches
+//! steps 2..N of every loss and optimiser, including a smaller last batch.
+//!
+//! This file holds a single test, so no other test allocates while it counts.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use densegrad::layer::{Adam, Dense, Init, Loss, Optimizer, Sequential, Sgd, Targets};
+use densegrad::{Activation, Matrix, Parallelism};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+/// Counts every allocation and reallocation of the process.
+struct CountingAllocator;
+
+static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
+
+// SAFETY: every method forwards to `System` unchanged, and only adds a counter update.
+unsafe impl GlobalAlloc for CountingAllocator {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: the caller upholds `GlobalAlloc::alloc`'s contract, which `System` shares.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: as above.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: as above; `ptr` came from this allocator, which is `System` underneath.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: as above.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: CountingAllocator = CountingAllocator;
+
+/// Number of allocations made by `f`.
+fn allocations_during(f: impl FnOnce()) -> usize {
+    let before = ALLOCATIONS.load(Ordering::SeqCst);
+    f();
+    ALLOCATIONS.load(Ordering::SeqCst) - before
+}
+
+fn network(loss: Loss, hidden: Activation, rng: &mut ChaCha8Rng) -> Sequential {
+    let layers = vec![
+        Dense::new(24, 32, hidden, Init::HeUniform, rng).unwrap(),
+        Dense::new(32, 16, hidden, Init::HeUniform, rng).unwrap(),
+        Dense::new(16, 5, loss.output_activation(), Init::XavierUniform, rng).unwrap(),
+    ];
+    Sequential::new(layers, loss).unwrap()
+}
+
+/// Trains `net` on batches of 16 rows and a last batch of 9, and returns the allocations of
+/// every step after the first.
+fn steady_state_allocations(
+    net: &mut Sequential,
+    optimizer: &mut dyn Optimizer,
+    x: &Matrix,
+    targets: Targets<'_>,
+) -> usize {
+    let batch = |start: usize, rows: usize| {
+        let x = x.as_ref().submatrix(start, 0, rows, x.cols()).unwrap();
+        let targets = match targets {
+            Targets::Classes(classes) => Targets::Classes(&classes[start..start + rows]),
+            Targets::Dense(y) => Targets::Dense(y.submatrix(start, 0, rows, y.cols()).unwrap()),
+        };
+        (x, targets)
+    };
+
+    let (x0, t0) = batch(0, 16);
+    net.train_step(x0, t0, optimizer).unwrap();
+    allocations_during(|| {
+        for start in [16, 32, 48] {
+            let (xb, tb) = batch(start, 16);
+            net.train_step(xb, tb, optimizer).unwrap();
+        }
+        let (last, last_targets) = batch(64, 9);
+        net.train_step(last, last_targets, optimizer).unwrap();
+    })
+}
+
+#[test]
+fn train_step_steady_state_allocates_nothing() {
+    let mut rng = ChaCha8Rng::seed_from_u64(99);
+    let rows = 73;
+    let x = Matrix::from_fn(rows, 24, |_, _| rng.random_range(-1.0..1.0));
+    let classes: Vec<usize> = (0..rows).map(|_| rng.random_range(0..5)).collect();
+    let probabilities = Matrix::from_fn(rows, 5, |_, _| rng.random_range(0.0..1.0));
+    let values = Matrix::from_fn(rows, 5, |_, _| rng.random_range(-2.0..2.0));
+
+    let cases: [(Loss, Targets, Activation); 4] = [
+        (
+            Loss::SoftmaxCrossEntropy,
+            Targets::Classes(&classes),
+            Activation::Relu,
+        ),
+        (
+            Loss::SoftmaxCrossEntropy,
+            Targets::Dense(probabilities.as_ref()),
+            Activation::Tanh,
+        ),
+        (
+            Loss::BinaryCrossEntropy,
+            Targets::Dense(probabilities.as_ref()),
+            Activation::Sigmoid,
+        ),
+        (
+            Loss::MeanSquaredError,
+            Targets::Dense(values.as_ref()),
+            Activation::LeakyRelu { slope: 0.1 },
+        ),
+    ];
+    for (loss, targets, hidden) in cases {
+        let mut sgd = Sgd::new(0.05).with_momentum(0.9).with_weight_decay(1e-4);
+        let mut net = network(loss, hidden, &mut rng);
+        let count = steady_state_allocations(&mut net, &mut sgd, &x, targets);
+        assert_eq!(count, 0, "{loss:?} with SGD allocated {count} times");
+
+        let mut adam = Adam::new(1e-3).with_weight_decay(0.01);
+        let mut net = network(loss, hidden, &mut rng);
+        let count = steady_state_allocations(&mut net, &mut adam, &x, targets);
+        assert_eq!(count, 0, "{loss:?} with Adam allocated {count} times");
+    }
+
+    // The rows of the 24 → 32 layer alone are too few to split, so the network is widened
+    // for the parallel case: 64 × 512 × 16 multiply-adds exceed the splitting threshold.
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(2)
+        .build()
+        .unwrap();
+    let wide_x = Matrix::from_fn(64, 512, |_, _| rng.random_range(-1.0..1.0));
+    let wide_classes: Vec<usize> = (0..64).map(|_| rng.random_range(0..4)).collect();
+    let layers = vec![
+        Dense::new(512, 16, Activation::Relu, Init::HeUniform, &mut rng).unwrap(),
+        Dense::new(16, 4, Activation::Softmax, Init::XavierUniform, &mut rng).unwrap(),
+    ];
+    let mut net = Sequential::new(layers, Loss::SoftmaxCrossEntropy)
+        .unwrap()
+        .with_parallelism(Parallelism::Rayon(2));
+    let mut sgd = Sgd::new(0.05).with_momentum(0.9);
+    let x = wide_x.as_ref();
+    let targets = Targets::Classes(&wide_classes);
+    let count = pool.install(|| {
+        net.train_step(x, targets, &mut sgd).unwrap();
+        allocations_during(|| {
+            for _ in 0..5 {
+                net.train_step(x, targets, &mut sgd).unwrap();
+            }
+        })
+    });
+    assert_eq!(count, 0, "two rayon threads allocated {count} times");
+}

@@ -1,0 +1,684 @@
+//! The safe layer API through its public interface: learning, input errors, buffer reuse,
+//! thread-count independence and safetensors round trips.
+
+use std::collections::HashMap;
+
+use densegrad::layer::{ARCHITECTURE_KEY, Adam, Dense, Init, Loss, Sequential, Sgd, Targets};
+use densegrad::{Activation, Error, MatRef, Matrix, Parallelism};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+
+const XOR_X: [f32; 8] = [0.0, 0.0, 0.0, 1.0, 1.0, 0.0, 1.0, 1.0];
+
+fn random_matrix(rng: &mut ChaCha8Rng, rows: usize, cols: usize) -> Matrix {
+    Matrix::from_fn(rows, cols, |_, _| rng.random_range(-1.0..1.0))
+}
+
+/// A network `widths[0] → widths[1] → …` with `hidden` between layers and the output
+/// activation that `loss` needs.
+fn network(widths: &[usize], hidden: Activation, loss: Loss, seed: u64) -> Sequential {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let last = widths.len() - 2;
+    let layers = (0..=last)
+        .map(|l| {
+            let activation = if l == last {
+                loss.output_activation()
+            } else {
+                hidden
+            };
+            Dense::new(
+                widths[l],
+                widths[l + 1],
+                activation,
+                Init::HeUniform,
+                &mut rng,
+            )
+            .unwrap()
+        })
+        .collect();
+    Sequential::new(layers, loss).unwrap()
+}
+
+fn parameters(net: &Sequential) -> Vec<Vec<f32>> {
+    net.layers()
+        .iter()
+        .flat_map(|layer| {
+            [
+                layer.weights().to_matrix().into_vec(),
+                layer.bias().to_vec(),
+            ]
+        })
+        .collect()
+}
+
+#[test]
+fn xor_learns_binary_cross_entropy() {
+    let x = MatRef::from_slice(&XOR_X, 4, 2).unwrap();
+    let y = MatRef::from_slice(&[0.0, 1.0, 1.0, 0.0], 4, 1).unwrap();
+    let mut net = network(&[2, 8, 1], Activation::Tanh, Loss::BinaryCrossEntropy, 11);
+    let mut adam = Adam::new(0.05);
+
+    let first = net.train_step(x, Targets::Dense(y), &mut adam).unwrap();
+    for _ in 0..500 {
+        net.train_step(x, Targets::Dense(y), &mut adam).unwrap();
+    }
+    let (loss, accuracy) = net.evaluate(x, Targets::Dense(y)).unwrap();
+
+    assert!(first > 0.5, "initial loss {first}");
+    assert!(loss < 0.05, "final loss {loss}");
+    assert_eq!(accuracy, 1.0);
+    assert_eq!(net.predict(x).unwrap(), vec![0, 1, 1, 0]);
+}
+
+#[test]
+fn xor_learns_softmax_classes() {
+    let x = MatRef::from_slice(&XOR_X, 4, 2).unwrap();
+    let classes = [0, 1, 1, 0];
+    let mut net = network(&[2, 16, 2], Activation::Relu, Loss::SoftmaxCrossEntropy, 5);
+    let mut sgd = Sgd::new(0.2).with_momentum(0.9);
+
+    for _ in 0..300 {
+        net.train_step(x, Targets::Classes(&classes), &mut sgd)
+            .unwrap();
+    }
+    let (loss, accuracy) = net.evaluate(x, Targets::Classes(&classes)).unwrap();
+
+    assert!(loss < 0.05, "final loss {loss}");
+    assert_eq!(accuracy, 1.0);
+    let probabilities = net.forward(x).unwrap().to_matrix();
+    for i in 0..4 {
+        let sum = probabilities.get(i, 0).unwrap() + probabilities.get(i, 1).unwrap();
+        assert!((sum - 1.0).abs() < 1e-6, "row {i} sums to {sum}");
+    }
+}
+
+#[test]
+fn xor_learns_mean_squared_error() {
+    let x = MatRef::from_slice(&XOR_X, 4, 2).unwrap();
+    let y = MatRef::from_slice(&[0.0, 1.0, 1.0, 0.0], 4, 1).unwrap();
+    let leaky = Activation::LeakyRelu { slope: 0.01 };
+    let mut net = network(&[2, 16, 1], leaky, Loss::MeanSquaredError, 3);
+    let mut sgd = Sgd::new(0.1).with_momentum(0.9).with_nesterov(true);
+
+    for _ in 0..400 {
+        net.train_step(x, Targets::Dense(y), &mut sgd).unwrap();
+    }
+    let (loss, accuracy) = net.evaluate(x, Targets::Dense(y)).unwrap();
+
+    assert!(loss < 0.01, "final loss {loss}");
+    assert_eq!(accuracy, 1.0);
+}
+
+#[test]
+fn train_step_smaller_batch_reuses_buffers() {
+    let mut rng = ChaCha8Rng::seed_from_u64(8);
+    let x = random_matrix(&mut rng, 32, 6);
+    let classes: Vec<usize> = (0..32).map(|_| rng.random_range(0..3)).collect();
+    let warm = {
+        let mut net = network(
+            &[6, 5, 3],
+            Activation::Sigmoid,
+            Loss::SoftmaxCrossEntropy,
+            9,
+        );
+        let mut sgd = Sgd::new(0.0);
+        net.train_step(x.as_ref(), Targets::Classes(&classes), &mut sgd)
+            .unwrap();
+        net
+    };
+
+    // The same last batch of 20 rows, through buffers sized for 32 and through fresh ones.
+    let last = x.as_ref().submatrix(12, 0, 20, 6).unwrap();
+    let mut reused = warm.clone();
+    let mut fresh = network(
+        &[6, 5, 3],
+        Activation::Sigmoid,
+        Loss::SoftmaxCrossEntropy,
+        9,
+    );
+    let (mut sgd_reused, mut sgd_fresh) = (Sgd::new(0.1), Sgd::new(0.1));
+    let loss_reused = reused
+        .train_step(last, Targets::Classes(&classes[12..]), &mut sgd_reused)
+        .unwrap();
+    let loss_fresh = fresh
+        .train_step(last, Targets::Classes(&classes[12..]), &mut sgd_fresh)
+        .unwrap();
+
+    assert_eq!(loss_reused.to_bits(), loss_fresh.to_bits());
+    assert_eq!(parameters(&reused), parameters(&fresh));
+}
+
+#[test]
+fn evaluate_chunks_match_one_batch() {
+    let mut rng = ChaCha8Rng::seed_from_u64(21);
+    let x = random_matrix(&mut rng, 50, 4);
+    let y = Matrix::from_fn(50, 2, |_, _| rng.random_range(0.0..1.0));
+    let mut net = network(&[4, 7, 2], Activation::Tanh, Loss::BinaryCrossEntropy, 4);
+    let (whole_loss, whole_accuracy) = net
+        .evaluate(x.as_ref(), Targets::Dense(y.as_ref()))
+        .unwrap();
+
+    // After a step on 8 rows, evaluate works through the 50 rows in chunks of 8.
+    let mut chunked = net.clone();
+    let first = x.as_ref().submatrix(0, 0, 8, 4).unwrap();
+    let first_y = y.as_ref().submatrix(0, 0, 8, 2).unwrap();
+    chunked
+        .train_step(first, Targets::Dense(first_y), &mut Sgd::new(0.0))
+        .unwrap();
+    let (chunked_loss, chunked_accuracy) = chunked
+        .evaluate(x.as_ref(), Targets::Dense(y.as_ref()))
+        .unwrap();
+
+    assert!((whole_loss - chunked_loss).abs() <= 1e-6 * whole_loss.abs().max(1.0));
+    assert_eq!(whole_accuracy, chunked_accuracy);
+}
+
+#[test]
+fn train_step_thread_count_independent() {
+    let mut rng = ChaCha8Rng::seed_from_u64(2);
+    let x = random_matrix(&mut rng, 96, 80);
+    let classes: Vec<usize> = (0..96).map(|_| rng.random_range(0..10)).collect();
+
+    let run = |threads: usize| {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        pool.install(|| {
+            let mut net = network(
+                &[80, 96, 64, 10],
+                Activation::Relu,
+                Loss::SoftmaxCrossEntropy,
+                6,
+            )
+            .with_parallelism(Parallelism::Rayon(0));
+            let mut adam = Adam::new(1e-3);
+            let losses: Vec<u32> = (0..3)
+                .map(|_| {
+                    net.train_step(x.as_ref(), Targets::Classes(&classes), &mut adam)
+                        .unwrap()
+                        .to_bits()
+                })
+                .collect();
+            (losses, parameters(&net))
+        })
+    };
+
+    let (losses_1, params_1) = run(1);
+    for threads in [2, 3] {
+        let (losses, params) = run(threads);
+        assert_eq!(losses, losses_1, "losses with {threads} threads");
+        assert_eq!(params, params_1, "parameters with {threads} threads");
+    }
+}
+
+#[test]
+fn safetensors_round_trip_predicts_same() {
+    let mut rng = ChaCha8Rng::seed_from_u64(17);
+    let x = random_matrix(&mut rng, 10, 5);
+    let leaky = Activation::LeakyRelu { slope: 0.05 };
+    let mut net = network(&[5, 6, 4, 3], leaky, Loss::SoftmaxCrossEntropy, 12);
+    let classes: Vec<usize> = (0..10).map(|i| i % 3).collect();
+    net.train_step(x.as_ref(), Targets::Classes(&classes), &mut Sgd::new(0.5))
+        .unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("net.safetensors");
+    std::fs::write(&path, net.to_safetensors().unwrap()).unwrap();
+    let mut loaded = Sequential::from_safetensors(&std::fs::read(&path).unwrap()).unwrap();
+
+    assert_eq!(loaded.loss(), Loss::SoftmaxCrossEntropy);
+    assert_eq!(loaded.layers()[0].activation(), leaky);
+    assert_eq!(parameters(&loaded), parameters(&net));
+    let expected = net.forward(x.as_ref()).unwrap().to_matrix();
+    let actual = loaded.forward(x.as_ref()).unwrap().to_matrix();
+    assert_eq!(actual, expected);
+}
+
+#[test]
+fn safetensors_names_shapes_pytorch_layout() {
+    let net = network(&[7, 4, 2], Activation::Relu, Loss::MeanSquaredError, 1);
+    let bytes = net.to_safetensors().unwrap();
+    let file = SafeTensors::deserialize(&bytes).unwrap();
+
+    let mut names = file.names();
+    names.sort_unstable();
+    assert_eq!(
+        names,
+        [
+            "layers.0.bias",
+            "layers.0.weight",
+            "layers.1.bias",
+            "layers.1.weight"
+        ]
+    );
+    let weight = file.tensor("layers.0.weight").unwrap();
+    assert_eq!(weight.dtype(), Dtype::F32);
+    assert_eq!(weight.shape(), [4, 7]);
+    assert_eq!(file.tensor("layers.1.bias").unwrap().shape(), [2]);
+    let first = f32::from_le_bytes(weight.data()[..4].try_into().unwrap());
+    assert_eq!(first, net.layers()[0].weights().get(0, 0).unwrap());
+
+    let (_, metadata) = SafeTensors::read_metadata(&bytes).unwrap();
+    let metadata = metadata.metadata().as_ref().unwrap();
+    assert_eq!(metadata["format"], "pt");
+    assert!(metadata[ARCHITECTURE_KEY].contains("\"mean_squared_error\""));
+}
+
+/// Serialises `tensors` (name, dtype, shape, bytes) with the given metadata.
+fn safetensors_bytes(
+    tensors: &[(&str, Dtype, Vec<usize>, Vec<u8>)],
+    metadata: Option<HashMap<String, String>>,
+) -> Vec<u8> {
+    let views: Vec<(&str, TensorView)> = tensors
+        .iter()
+        .map(|(name, dtype, shape, data)| {
+            (*name, TensorView::new(*dtype, shape.clone(), data).unwrap())
+        })
+        .collect();
+    safetensors::serialize(views, metadata).unwrap()
+}
+
+fn load_error(net: &mut Sequential, bytes: &[u8]) -> String {
+    match net.load_safetensors(bytes) {
+        Err(Error::InvalidArgument { operand, reason }) => {
+            assert_eq!(operand, "safetensors");
+            reason
+        }
+        other => panic!("expected an InvalidArgument error, got {other:?}"),
+    }
+}
+
+#[test]
+fn load_safetensors_rejects_wrong_tensors() {
+    let mut net = network(&[3, 2], Activation::Relu, Loss::MeanSquaredError, 1);
+    let before = parameters(&net);
+    let weight = vec![0u8; 6 * 4];
+    let bias = vec![0u8; 2 * 4];
+
+    let transposed = safetensors_bytes(
+        &[
+            ("layers.0.weight", Dtype::F32, vec![3, 2], weight.clone()),
+            ("layers.0.bias", Dtype::F32, vec![2], bias.clone()),
+        ],
+        None,
+    );
+    let reason = load_error(&mut net, &transposed);
+    assert_eq!(
+        reason,
+        "tensor layers.0.weight has shape [3, 2], expected [2, 3]"
+    );
+
+    let missing = safetensors_bytes(
+        &[("layers.0.weight", Dtype::F32, vec![2, 3], weight.clone())],
+        None,
+    );
+    assert_eq!(
+        load_error(&mut net, &missing),
+        "tensor layers.0.bias is missing"
+    );
+
+    let half = safetensors_bytes(
+        &[
+            ("layers.0.weight", Dtype::F16, vec![2, 3], vec![0u8; 6 * 2]),
+            ("layers.0.bias", Dtype::F32, vec![2], bias.clone()),
+        ],
+        None,
+    );
+    assert_eq!(
+        load_error(&mut net, &half),
+        "tensor layers.0.weight has dtype F16, expected F32"
+    );
+
+    let extra = safetensors_bytes(
+        &[
+            ("layers.0.weight", Dtype::F32, vec![2, 3], weight.clone()),
+            ("layers.0.bias", Dtype::F32, vec![2], bias.clone()),
+            ("layers.1.weight", Dtype::F32, vec![2, 3], weight),
+        ],
+        None,
+    );
+    assert!(load_error(&mut net, &extra).starts_with("unexpected tensor layers.1.weight"));
+
+    assert!(!load_error(&mut net, b"not a safetensors file").is_empty());
+    assert_eq!(
+        parameters(&net),
+        before,
+        "a failed load changed the parameters"
+    );
+}
+
+#[test]
+fn from_safetensors_needs_architecture() {
+    let weight = vec![0u8; 6 * 4];
+    let bias = vec![0u8; 2 * 4];
+    let tensors = [
+        ("layers.0.weight", Dtype::F32, vec![2, 3], weight),
+        ("layers.0.bias", Dtype::F32, vec![2], bias),
+    ];
+
+    let bare = safetensors_bytes(&tensors, None);
+    let err = Sequential::from_safetensors(&bare).unwrap_err();
+    assert!(
+        err.to_string().contains("no densegrad.architecture entry"),
+        "{err}"
+    );
+
+    let unknown_loss = HashMap::from([(
+        ARCHITECTURE_KEY.to_string(),
+        r#"{"loss":"hinge","layers":[{"n_in":3,"n_out":2,"activation":"identity"}]}"#.to_string(),
+    )]);
+    let err =
+        Sequential::from_safetensors(&safetensors_bytes(&tensors, Some(unknown_loss))).unwrap_err();
+    assert!(err.to_string().contains("unknown loss \"hinge\""), "{err}");
+
+    // Metadata that claims a larger layer than the file holds is rejected before allocating.
+    let too_wide = HashMap::from([(
+        ARCHITECTURE_KEY.to_string(),
+        r#"{"loss":"mean_squared_error","layers":[{"n_in":3000000,"n_out":2000000,"activation":"identity"}]}"#
+            .to_string(),
+    )]);
+    let err =
+        Sequential::from_safetensors(&safetensors_bytes(&tensors, Some(too_wide))).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("architecture metadata says [2000000, 3000000]"),
+        "{err}"
+    );
+}
+
+#[test]
+fn sequential_new_rejects_bad_architectures() {
+    let mut rng = ChaCha8Rng::seed_from_u64(0);
+    let mut dense = |n_in, n_out, activation| {
+        Dense::new(n_in, n_out, activation, Init::XavierUniform, &mut rng).unwrap()
+    };
+
+    let err = Sequential::new(vec![], Loss::MeanSquaredError).unwrap_err();
+    assert!(matches!(
+        err,
+        Error::InvalidArgument {
+            operand: "layers",
+            ..
+        }
+    ));
+
+    let widths = vec![
+        dense(3, 4, Activation::Relu),
+        dense(5, 2, Activation::Identity),
+    ];
+    let err = Sequential::new(widths, Loss::MeanSquaredError).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "layers: layer 1 has 5 inputs, but layer 0 has 4 outputs"
+    );
+
+    let hidden_softmax = vec![
+        dense(3, 4, Activation::Softmax),
+        dense(4, 2, Activation::Softmax),
+    ];
+    let err = Sequential::new(hidden_softmax, Loss::SoftmaxCrossEntropy).unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("layers: layer 0 is a hidden layer with softmax")
+    );
+
+    let mismatch = vec![dense(3, 2, Activation::Identity)];
+    let err = Sequential::new(mismatch, Loss::SoftmaxCrossEntropy).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "loss: softmax_cross_entropy needs the last layer's activation to be Softmax, got Identity"
+    );
+}
+
+#[test]
+fn dense_new_rejects_bad_arguments() {
+    let mut rng = ChaCha8Rng::seed_from_u64(0);
+    let err = Dense::new(0, 3, Activation::Relu, Init::HeUniform, &mut rng).unwrap_err();
+    assert!(matches!(
+        err,
+        Error::InvalidArgument {
+            operand: "n_in",
+            ..
+        }
+    ));
+    let err = Dense::new(3, 0, Activation::Relu, Init::HeUniform, &mut rng).unwrap_err();
+    assert!(matches!(
+        err,
+        Error::InvalidArgument {
+            operand: "n_out",
+            ..
+        }
+    ));
+    let negative = Activation::LeakyRelu { slope: -0.1 };
+    let err = Dense::new(3, 2, negative, Init::HeUniform, &mut rng).unwrap_err();
+    assert!(matches!(
+        err,
+        Error::InvalidArgument {
+            operand: "activation",
+            ..
+        }
+    ));
+    let err =
+        Dense::from_parameters(Matrix::zeros(2, 3), vec![0.0; 3], Activation::Relu).unwrap_err();
+    assert_eq!(err.to_string(), "bias: expected length 2, got 3");
+}
+
+#[test]
+fn dense_new_reproducible_within_bound() {
+    let draw = |seed| {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        Dense::new(50, 20, Activation::Relu, Init::HeUniform, &mut rng).unwrap()
+    };
+    let (a, b, c) = (draw(4), draw(4), draw(5));
+    assert_eq!(a, b);
+    assert_ne!(a.weights().to_matrix(), c.weights().to_matrix());
+
+    let bound = Init::HeUniform.bound(50, 20);
+    assert!((bound - (6.0f32 / 50.0).sqrt()).abs() < 1e-7);
+    let weights = a.weights().to_matrix().into_vec();
+    assert!(weights.iter().all(|w| w.abs() <= bound));
+    let max = weights.iter().fold(0.0f32, |m, w| m.max(w.abs()));
+    assert!(
+        max > 0.9 * bound,
+        "1000 draws should come near the bound; max {max}"
+    );
+    assert!((Init::XavierUniform.bound(50, 20) - (6.0f32 / 70.0).sqrt()).abs() < 1e-7);
+}
+
+/// Runs one step of `net` and returns the error, checking that the parameters did not
+/// change.
+fn step_error(net: &mut Sequential, x: MatRef, targets: Targets, sgd: &mut Sgd) -> Error {
+    let before = parameters(net);
+    let err = net.train_step(x, targets, sgd).unwrap_err();
+    assert_eq!(
+        parameters(net),
+        before,
+        "a failed step changed the parameters: {err}"
+    );
+    err
+}
+
+#[test]
+fn train_step_input_errors_name_row() {
+    let mut net = network(&[3, 4, 2], Activation::Relu, Loss::SoftmaxCrossEntropy, 0);
+    let mut sgd = Sgd::new(0.1);
+    let good = [0.5f32; 9];
+    let x = MatRef::from_slice(&good, 3, 3).unwrap();
+
+    let wide = [0.0f32; 12];
+    let err = step_error(
+        &mut net,
+        MatRef::from_slice(&wide, 3, 4).unwrap(),
+        Targets::Classes(&[0, 1, 0]),
+        &mut sgd,
+    );
+    assert_eq!(err.to_string(), "x: expected 3 × 3, got 3 × 4");
+
+    let mut nan = good;
+    nan[7] = f32::NAN;
+    let err = step_error(
+        &mut net,
+        MatRef::from_slice(&nan, 3, 3).unwrap(),
+        Targets::Classes(&[0, 1, 0]),
+        &mut sgd,
+    );
+    assert_eq!(
+        err.to_string(),
+        "x: row 2: column 1 is NaN, expected a finite number"
+    );
+
+    let err = step_error(&mut net, x, Targets::Classes(&[0, 2, 0]), &mut sgd);
+    assert_eq!(
+        err.to_string(),
+        "targets: row 1: class index 2 is out of range for 2 classes"
+    );
+
+    let err = step_error(&mut net, x, Targets::Classes(&[0, 1]), &mut sgd);
+    assert_eq!(err.to_string(), "targets: expected length 3, got 2");
+
+    let mut y = [1.0f32, 0.0, 0.0, 1.0, 1.0, 0.0];
+    y[5] = f32::INFINITY;
+    let err = step_error(
+        &mut net,
+        x,
+        Targets::Dense(MatRef::from_slice(&y, 3, 2).unwrap()),
+        &mut sgd,
+    );
+    assert_eq!(
+        err.to_string(),
+        "targets: row 2: column 1 is inf, expected a finite number"
+    );
+
+    let err = step_error(
+        &mut net,
+        x,
+        Targets::Dense(MatRef::from_slice(&y[..4], 2, 2).unwrap()),
+        &mut sgd,
+    );
+    assert_eq!(err.to_string(), "targets: expected 3 × 2, got 2 × 2");
+
+    let empty = MatRef::from_slice(&[], 0, 3).unwrap();
+    let err = step_error(&mut net, empty, Targets::Classes(&[]), &mut sgd);
+    assert!(matches!(err, Error::InvalidArgument { operand: "x", .. }));
+}
+
+#[test]
+fn train_step_target_errors_per_loss() {
+    let x = MatRef::from_slice(&[0.1f32, 0.2, 0.3, 0.4], 2, 2).unwrap();
+    let mut sgd = Sgd::new(0.1);
+
+    let mut bce = network(&[2, 1], Activation::Identity, Loss::BinaryCrossEntropy, 0);
+    let y = MatRef::from_slice(&[0.0f32, 1.5], 2, 1).unwrap();
+    let err = step_error(&mut bce, x, Targets::Dense(y), &mut sgd);
+    assert_eq!(
+        err.to_string(),
+        "targets: row 1: column 0 is 1.5, expected a probability in [0, 1]"
+    );
+    let err = step_error(&mut bce, x, Targets::Classes(&[0, 1]), &mut sgd);
+    assert!(matches!(
+        err,
+        Error::InvalidArgument {
+            operand: "targets",
+            ..
+        }
+    ));
+
+    let mut mse = network(&[2, 1], Activation::Identity, Loss::MeanSquaredError, 0);
+    let err = step_error(&mut mse, x, Targets::Classes(&[0, 0]), &mut sgd);
+    assert!(matches!(
+        err,
+        Error::InvalidArgument {
+            operand: "targets",
+            ..
+        }
+    ));
+    let y = MatRef::from_slice(&[f32::NAN, 1.5], 2, 1).unwrap();
+    let err = step_error(&mut mse, x, Targets::Dense(y), &mut sgd);
+    assert!(matches!(
+        err,
+        Error::InvalidValue {
+            operand: "targets",
+            row: 0,
+            ..
+        }
+    ));
+}
+
+#[test]
+fn train_step_optimizer_errors() {
+    let x = MatRef::from_slice(&[0.1f32, 0.2], 1, 2).unwrap();
+    let y = MatRef::from_slice(&[0.5f32], 1, 1).unwrap();
+    let mut net = network(&[2, 1], Activation::Identity, Loss::MeanSquaredError, 0);
+    let before = parameters(&net);
+
+    let cases: [(Sgd, &str); 4] = [
+        (Sgd::new(f32::NAN), "learning_rate"),
+        (Sgd::new(0.1).with_momentum(1.0), "momentum"),
+        (Sgd::new(0.1).with_nesterov(true), "nesterov"),
+        (Sgd::new(0.1).with_weight_decay(-1.0), "weight_decay"),
+    ];
+    for (mut sgd, operand) in cases {
+        let err = net.train_step(x, Targets::Dense(y), &mut sgd).unwrap_err();
+        assert!(
+            matches!(err, Error::InvalidArgument { operand: o, .. } if o == operand),
+            "{operand}: {err}"
+        );
+    }
+
+    let adam_cases: [(Adam, &str); 4] = [
+        (Adam::new(-1.0), "learning_rate"),
+        (Adam::new(0.1).with_betas(0.9, 1.0), "beta2"),
+        (Adam::new(0.1).with_epsilon(0.0), "epsilon"),
+        (
+            Adam::new(0.1).with_weight_decay(f32::INFINITY),
+            "weight_decay",
+        ),
+    ];
+    for (mut adam, operand) in adam_cases {
+        let err = net.train_step(x, Targets::Dense(y), &mut adam).unwrap_err();
+        assert!(
+            matches!(err, Error::InvalidArgument { operand: o, .. } if o == operand),
+            "{operand}: {err}"
+        );
+        assert_eq!(adam.steps(), 0);
+    }
+    assert_eq!(parameters(&net), before);
+}
+
+#[test]
+fn forward_and_predict_input_errors() {
+    let mut net = network(&[3, 2], Activation::Relu, Loss::SoftmaxCrossEntropy, 0);
+    let narrow = MatRef::from_slice(&[0.0f32; 4], 2, 2).unwrap();
+    assert_eq!(
+        net.forward(narrow).unwrap_err().to_string(),
+        "x: expected 2 × 3, got 2 × 2"
+    );
+    assert!(net.predict(narrow).is_err());
+    let mut x = [0.0f32; 6];
+    x[3] = f32::NEG_INFINITY;
+    let x = MatRef::from_slice(&x, 2, 3).unwrap();
+    let err = net.predict(x).unwrap_err();
+    assert!(matches!(
+        err,
+        Error::InvalidValue {
+            operand: "x",
+            row: 1,
+            ..
+        }
+    ));
+    let err = net.evaluate(x, Targets::Classes(&[0, 1])).unwrap_err();
+    assert!(matches!(
+        err,
+        Error::InvalidValue {
+            operand: "x",
+            row: 1,
+            ..
+        }
+    ));
+
+    let empty = MatRef::from_slice(&[], 0, 3).unwrap();
+    assert_eq!(net.forward(empty).unwrap().rows(), 0);
+    assert!(net.predict(empty).unwrap().is_empty());
+}
