@@ -375,7 +375,7 @@ impl fmt::Debug for MatRef<'_> {
             self.col_stride
         )?;
         f.debug_list()
-            .entries(self.rows_iter().map(|row| RowDebug(row)))
+            .entries(self.rows_iter().map(RowDebug))
             .finish()
     }
 }
