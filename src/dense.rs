@@ -62,10 +62,11 @@ pub struct DenseGrads<'a> {
 ///
 /// # Errors
 ///
-/// [`Error::ShapeMismatch`] naming `weights` when its column count differs from `input`'s,
-/// or `output` when it is not `m × n_out`; [`Error::LengthMismatch`] naming `bias`; and
-/// [`Error::InvalidArgument`] naming `activation` for a leaky ReLU slope that is negative or
-/// not finite.
+/// - [`Error::ShapeMismatch`] naming `weights` when its column count differs from
+///   `input`'s, or `output` when it is not `m × n_out`.
+/// - [`Error::LengthMismatch`] naming `bias` when it does not have `n_out` elements.
+/// - [`Error::InvalidArgument`] naming `activation` for a leaky ReLU slope that is negative
+///   or not finite.
 pub fn dense_forward(
     input: MatRef<'_>,
     weights: MatRef<'_>,
@@ -137,12 +138,13 @@ pub fn dense_forward(
 ///
 /// # Errors
 ///
-/// [`Error::ShapeMismatch`] naming `weights` when its column count differs from `input`'s,
-/// `delta` when it is not `m × n_out`, `grads.weights` when it is not `n_out × n_in`, or
-/// `input_delta` when it is not `m × n_in`; [`Error::LengthMismatch`] naming `grads.bias`;
-/// and [`Error::InvalidArgument`] naming `input_activation` when it is
-/// [`Activation::Softmax`], whose Jacobian is not diagonal, or a leaky ReLU with a negative
-/// or non-finite slope.
+/// - [`Error::ShapeMismatch`] naming `weights` when its column count differs from
+///   `input`'s, `delta` when it is not `m × n_out`, `grads.weights` when it is not
+///   `n_out × n_in`, or `input_delta` when it is not `m × n_in`.
+/// - [`Error::LengthMismatch`] naming `grads.bias` when it does not have `n_out` elements.
+/// - [`Error::InvalidArgument`] naming `input_activation` when it is
+///   [`Activation::Softmax`], whose Jacobian is not diagonal, or a leaky ReLU with a
+///   negative or non-finite slope.
 pub fn dense_backward(
     delta: MatRef<'_>,
     input: MatRef<'_>,
@@ -210,9 +212,9 @@ pub fn dense_backward(
     Ok(())
 }
 
-/// Rejects a leaky ReLU slope that is negative or not finite: with a negative slope the sign
-/// of the output no longer tells which side of zero the input was on, so `f'` cannot be read
-/// from the output.
+/// Rejects a leaky ReLU slope that is negative or not finite. With a negative slope, the
+/// output's sign no longer shows which side of zero the input was on, so `f'` cannot be
+/// read from the output.
 pub(crate) fn check_slope(operand: &'static str, activation: Activation) -> Result<(), Error> {
     if let Activation::LeakyRelu { slope } = activation
         && !(slope.is_finite() && slope >= 0.0)

@@ -1,7 +1,7 @@
 //! Training steps after the first allocate nothing: a counting global allocator watches
 //! steps 2..N of every loss and optimiser, including a smaller last batch.
 //!
-//! This file holds a single test, so no other test allocates while it counts.
+//! This file contains a single test, so no other test allocates while it counts.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};

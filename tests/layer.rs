@@ -15,7 +15,7 @@ fn random_matrix(rng: &mut ChaCha8Rng, rows: usize, cols: usize) -> Matrix {
     Matrix::from_fn(rows, cols, |_, _| rng.random_range(-1.0..1.0))
 }
 
-/// A network `widths[0] → widths[1] → …` with `hidden` between layers and the output
+/// Builds a network `widths[0] → widths[1] → …` with `hidden` between layers and the output
 /// activation that `loss` needs.
 fn network(widths: &[usize], hidden: Activation, loss: Loss, seed: u64) -> Sequential {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
@@ -373,7 +373,7 @@ fn from_safetensors_needs_architecture() {
         Sequential::from_safetensors(&safetensors_bytes(&tensors, Some(unknown_loss))).unwrap_err();
     assert!(err.to_string().contains("unknown loss \"hinge\""), "{err}");
 
-    // Metadata that claims a larger layer than the file holds is rejected before allocating.
+    // Metadata that claims a larger layer than the file contains is rejected before allocating.
     let too_wide = HashMap::from([(
         ARCHITECTURE_KEY.to_string(),
         r#"{"loss":"mean_squared_error","layers":[{"n_in":3000000,"n_out":2000000,"activation":"identity"}]}"#

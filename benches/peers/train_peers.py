@@ -103,8 +103,8 @@ def read_idx(path):
 
 
 def mnist_epoch_data(data_dir):
-    """The first 8,000 samples of the MNIST sample after a fixed shuffle (the files are
-    sorted by label), pixels scaled to [0, 1]."""
+    """Returns the first 8,000 samples of the MNIST sample after a fixed shuffle, because
+    the files are sorted by label, with pixels scaled to [0, 1]."""
     images = read_idx(os.path.join(data_dir, "images-idx3-ubyte.gz"))
     labels = read_idx(os.path.join(data_dir, "labels-idx1-ubyte.gz"))
     order = np.random.default_rng(0).permutation(len(labels))[:EPOCH_SAMPLES]

@@ -124,10 +124,7 @@ pub(super) fn row_class(outputs: MatRef<'_>, i: usize) -> usize {
 ///
 /// # Errors
 ///
-/// [`Error::LengthMismatch`] or [`Error::ShapeMismatch`] naming `targets`;
-/// [`Error::InvalidArgument`] for class indices with a loss other than softmax
-/// cross-entropy; [`Error::InvalidValue`] naming the first row with a class index out of
-/// range, a value that is not finite, or a binary cross-entropy target outside `[0, 1]`.
+/// The target errors that [`Sequential::train_step`](super::Sequential::train_step) lists.
 pub(super) fn check_targets(
     loss: Loss,
     targets: Targets<'_>,

@@ -28,9 +28,9 @@ impl<'a> From<ArrayView2<'a, f32>> for MatRef<'a> {
     fn from(view: ArrayView2<'a, f32>) -> Self {
         let (rows, cols) = view.dim();
         let strides = view.strides();
-        // SAFETY: an ArrayView2 guarantees a non-null pointer and that every element at
+        // SAFETY: an ArrayView2 has a non-null pointer, and every element at
         // `ptr + i·stride0 + j·stride1` inside its shape is readable and not written while
-        // the borrow 'a lasts; its offsets fit `isize`.
+        // the borrow 'a lasts. Its offsets fit `isize`.
         unsafe { MatRef::from_raw_parts(view.as_ptr(), rows, cols, strides[0], strides[1]) }
     }
 }

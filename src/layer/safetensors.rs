@@ -3,7 +3,7 @@
 //! Tensors are named `layers.{i}.weight` (`n_out × n_in`) and `layers.{i}.bias` (`n_out`),
 //! `f32` little-endian, the names and shapes of a PyTorch `nn.Sequential` of `nn.Linear`
 //! layers with no activation modules between them, so PyTorch and candle read the file as it
-//! is. The header metadata holds `"format": "pt"` and, under [`ARCHITECTURE_KEY`], the
+//! is. The header metadata contains `"format": "pt"` and, under [`ARCHITECTURE_KEY`], the
 //! architecture as JSON: the loss and, per layer, its widths and activation.
 
 use std::collections::HashMap;
@@ -83,7 +83,7 @@ impl Sequential {
     ///
     /// [`Error::InvalidArgument`] naming `safetensors` when the bytes are not a safetensors
     /// file, when the architecture metadata is missing or invalid, or when a tensor is
-    /// missing or has the wrong shape or dtype; the message names the key or tensor.
+    /// missing or has the wrong shape or dtype. The message names the key or tensor.
     pub fn from_safetensors(bytes: &[u8]) -> Result<Self, Error> {
         let (_, metadata) = SafeTensors::read_metadata(bytes).map_err(format_error)?;
         let architecture = metadata
@@ -137,7 +137,7 @@ impl Sequential {
     /// # Errors
     ///
     /// [`Error::InvalidArgument`] naming `safetensors` when the bytes are not a safetensors
-    /// file, or a tensor is missing, unexpected, not `F32`, or of the wrong shape; the
+    /// file, or when a tensor is missing, unexpected, not `F32`, or of the wrong shape. The
     /// message names the tensor and both shapes or dtypes.
     pub fn load_safetensors(&mut self, bytes: &[u8]) -> Result<(), Error> {
         let file = SafeTensors::deserialize(bytes).map_err(format_error)?;

@@ -62,10 +62,11 @@ impl Sequential {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidArgument`] naming `layers` when there are none, when a layer's input
-    /// count differs from the previous layer's output count, or when a hidden layer uses
-    /// softmax (whose error cannot be passed back element-wise); naming `loss` when the
-    /// last layer's activation is not [`Loss::output_activation`].
+    /// - [`Error::InvalidArgument`] naming `layers` when there are none, when a layer's
+    ///   input count differs from the previous layer's output count, or when a hidden layer
+    ///   uses softmax, whose error cannot be passed back element-wise.
+    /// - [`Error::InvalidArgument`] naming `loss` when the last layer's activation is not
+    ///   [`Loss::output_activation`].
     pub fn new(layers: Vec<Dense>, loss: Loss) -> Result<Self, Error> {
         let Some(last) = layers.last() else {
             return Err(Error::InvalidArgument {
@@ -185,13 +186,16 @@ impl Sequential {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidArgument`] naming `x` for an empty batch; the errors of
-    /// [`forward`](Sequential::forward) for `x`; [`Error::LengthMismatch`] or
-    /// [`Error::ShapeMismatch`] naming `targets` when it does not have one entry per row;
-    /// [`Error::InvalidValue`] naming `targets` and the first row with a class index out of
-    /// range, a value that is not finite, or a binary cross-entropy target outside
-    /// `[0, 1]`; [`Error::InvalidArgument`] for class indices with a loss other than softmax
-    /// cross-entropy, or from `optimizer` for a hyperparameter out of range.
+    /// - [`Error::InvalidArgument`] naming `x` for an empty batch, and the errors of
+    ///   [`forward`](Sequential::forward) for `x`.
+    /// - [`Error::LengthMismatch`] or [`Error::ShapeMismatch`] naming `targets` when it does
+    ///   not have one entry per row.
+    /// - [`Error::InvalidValue`] naming `targets` and the first row with a class index out
+    ///   of range, a value that is not finite, or a binary cross-entropy target outside
+    ///   `[0, 1]`.
+    /// - [`Error::InvalidArgument`] naming `targets` for class indices with a loss other
+    ///   than softmax cross-entropy.
+    /// - [`Error::InvalidArgument`] from `optimizer` for a hyperparameter out of range.
     pub fn train_step<O: Optimizer + ?Sized>(
         &mut self,
         x: MatRef<'_>,

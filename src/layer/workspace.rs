@@ -107,7 +107,7 @@ fn first_rows(matrix: &Matrix, m: usize) -> MatRef<'_> {
     matrix
         .as_ref()
         .submatrix(0, 0, m, matrix.cols())
-        .expect("the workspace holds at least m rows")
+        .expect("the workspace has at least m rows")
 }
 
 fn first_rows_mut(matrix: &mut Matrix, m: usize) -> MatMut<'_> {
@@ -115,5 +115,5 @@ fn first_rows_mut(matrix: &mut Matrix, m: usize) -> MatMut<'_> {
     matrix
         .as_mut()
         .submatrix_mut(0, 0, m, cols)
-        .expect("the workspace holds at least m rows")
+        .expect("the workspace has at least m rows")
 }
