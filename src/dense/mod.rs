@@ -10,6 +10,10 @@ use crate::interim;
 use crate::matrix::{MatMut, MatRef};
 use crate::parallel::Parallelism;
 
+mod rows;
+
+use rows::{forward_rows, parameter_grads, propagate_rows};
+
 /// Below this many multiply-adds a call stays on the calling thread: splitting a smaller
 /// problem costs more in rayon task overhead (a few microseconds) than it saves.
 const MIN_PARALLEL_MULTIPLY_ADDS: usize = 1 << 18;
@@ -225,87 +229,6 @@ pub(crate) fn check_slope(operand: &'static str, activation: Activation) -> Resu
         });
     }
     Ok(())
-}
-
-/// Writes `output ← input·weightsᵀ + bias` row by row.
-fn forward_rows(input: MatRef<'_>, weights: MatRef<'_>, bias: &[f32], mut output: MatMut<'_>) {
-    for i in 0..input.rows() {
-        for (o, &b) in bias.iter().enumerate() {
-            let z = b + dot(input, i, weights, o);
-            *output.get_mut(i, o).expect("(i, o) inside the output") = z;
-        }
-    }
-}
-
-/// Writes or adds `grad_weights ← deltaᵀ·input` and `grad_bias ←` the column sums of
-/// `delta`, where `delta` holds the columns of the output neurons this block owns.
-fn parameter_grads(
-    delta: MatRef<'_>,
-    input: MatRef<'_>,
-    mut grad_weights: MatMut<'_>,
-    grad_bias: &mut [f32],
-    mode: GradMode,
-) {
-    if mode == GradMode::Overwrite {
-        grad_weights.fill(0.0);
-        grad_bias.fill(0.0);
-    }
-    for (o, bias_o) in grad_bias.iter_mut().enumerate() {
-        for i in 0..delta.rows() {
-            let delta_io = delta.get(i, o).expect("(i, o) inside delta");
-            axpy(delta_io, input, i, &mut grad_weights, o);
-            *bias_o += delta_io;
-        }
-    }
-}
-
-/// Writes `input_delta ← delta·weights` row by row, before the activation derivative.
-fn propagate_rows(delta: MatRef<'_>, weights: MatRef<'_>, mut input_delta: MatMut<'_>) {
-    input_delta.fill(0.0);
-    for i in 0..delta.rows() {
-        for o in 0..delta.cols() {
-            let delta_io = delta.get(i, o).expect("(i, o) inside delta");
-            axpy(delta_io, weights, o, &mut input_delta, i);
-        }
-    }
-}
-
-/// Number of accumulators in [`dot`]: eight `f32` lanes fill one AVX register, and
-/// independent sums let the compiler vectorise a reduction it may not reorder.
-const DOT_LANES: usize = 8;
-
-/// Returns the dot product of row `i` of `a` and row `j` of `b`, which have equal lengths.
-fn dot(a: MatRef<'_>, i: usize, b: MatRef<'_>, j: usize) -> f32 {
-    if let (Some(x), Some(y)) = (a.row_slice(i), b.row_slice(j)) {
-        let mut lanes = [0.0f32; DOT_LANES];
-        let (x_chunks, y_chunks) = (x.chunks_exact(DOT_LANES), y.chunks_exact(DOT_LANES));
-        let (x_tail, y_tail) = (x_chunks.remainder(), y_chunks.remainder());
-        for (xc, yc) in x_chunks.zip(y_chunks) {
-            for lane in 0..DOT_LANES {
-                lanes[lane] += xc[lane] * yc[lane];
-            }
-        }
-        let tail: f32 = x_tail.iter().zip(y_tail).map(|(p, q)| p * q).sum();
-        return lanes.iter().sum::<f32>() + tail;
-    }
-    (0..a.cols())
-        .map(|k| a.get(i, k).expect("k inside a") * b.get(j, k).expect("k inside b"))
-        .sum()
-}
-
-/// Adds `alpha` times row `i` of `x` to row `j` of `y`; the rows have equal lengths.
-fn axpy(alpha: f32, x: MatRef<'_>, i: usize, y: &mut MatMut<'_>, j: usize) {
-    let cols = y.cols();
-    if let (Some(src), Some(dst)) = (x.row_slice(i), y.row_slice_mut(j)) {
-        for (d, s) in dst.iter_mut().zip(src) {
-            *d += alpha * s;
-        }
-        return;
-    }
-    for k in 0..cols {
-        let s = x.get(i, k).expect("k inside x");
-        *y.get_mut(j, k).expect("k inside y") += alpha * s;
-    }
 }
 
 /// Number of rayon tasks for a call of `multiply_adds` multiply-adds whose output has
