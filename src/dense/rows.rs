@@ -87,11 +87,11 @@ pub(super) fn parameter_grads(
         }
     }
 
-    for o in first..n_out {
+    for (o, bias_o) in grad_bias.iter_mut().enumerate().skip(first) {
         for i in 0..m {
             let delta_io = delta.get(i, o).expect("(i, o) inside delta");
             axpy(delta_io, input, i, &mut grad_weights, o);
-            grad_bias[o] += delta_io;
+            *bias_o += delta_io;
         }
     }
 }
