@@ -1,9 +1,9 @@
 //! Saving and loading a network's parameters in the safetensors format.
 //!
 //! Tensors are named `layers.{i}.weight` (`n_out × n_in`) and `layers.{i}.bias` (`n_out`),
-//! `f32` little-endian, the names and shapes of a PyTorch `nn.Sequential` of `nn.Linear`
-//! layers with no activation modules between them, so PyTorch and candle read the file as it
-//! is. The header metadata contains `"format": "pt"` and, under [`ARCHITECTURE_KEY`], the
+//! `f32` little-endian, which any safetensors reader (PyTorch's, candle's) loads. The names
+//! and shapes are the state-dict keys of a PyTorch module whose `layers` attribute is an
+//! `nn.ModuleList` of `nn.Linear`, so its `load_state_dict` accepts them. The header metadata contains `"format": "pt"` and, under [`ARCHITECTURE_KEY`], the
 //! architecture as JSON: the loss and, per layer, its widths and activation.
 
 use std::collections::HashMap;
