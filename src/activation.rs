@@ -9,7 +9,7 @@
 //! range reduction by `ln 2`, a degree-7 polynomial, and explicit handling of overflow,
 //! underflow and subnormal results. The unit tests measure their error against `f64`.
 
-use wide::{CmpGt, f32x8};
+use wide::f32x8;
 
 use crate::error::Error;
 use crate::matrix::{MatMut, MatRef};

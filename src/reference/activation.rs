@@ -87,15 +87,15 @@ pub fn activation_backward(
 /// Rejects a leaky ReLU slope that is negative or not finite. A negative slope would flip the
 /// sign of negative inputs, so the derivative could no longer be read from the output.
 pub(super) fn check_activation(activation: Activation) -> Result<(), Error> {
-    if let Activation::LeakyRelu { slope } = activation {
-        if !slope.is_finite() || slope < 0.0 {
-            return Err(Error::InvalidArgument {
+    match activation {
+        Activation::LeakyRelu { slope } if !slope.is_finite() || slope < 0.0 => {
+            Err(Error::InvalidArgument {
                 operand: "slope",
                 reason: format!("leaky ReLU slope {slope} must be finite and non-negative"),
-            });
+            })
         }
+        _ => Ok(()),
     }
-    Ok(())
 }
 
 fn at(view: MatRef<'_>, i: usize, j: usize) -> f32 {
