@@ -15,7 +15,7 @@ use crate::error::Error;
 use crate::matrix::{MatMut, MatRef};
 
 /// Lanes in one SIMD vector.
-const LANES: usize = 8;
+pub(crate) const LANES: usize = 8;
 
 /// Elements of a strided row copied into a stack buffer per pass of the fallback path: large
 /// enough that the per-pass overhead is small, small enough (1 KiB per buffer) for the stack.
@@ -260,11 +260,16 @@ impl Activation {
     }
 }
 
-/// `σ(z)` from `e = e^(−|z|)`, which lies in (0, 1] and so cannot overflow:
-/// `σ(z) = 1/(1 + e)` for `z ≥ 0` and `e/(1 + e)` for `z < 0`.
+/// `σ(z)` computed from `e^(−|z|)`, which cannot overflow; see [`sigmoid_from_exp`].
 #[inline(always)]
 pub(crate) fn sigmoid_lanes(z: f32x8) -> f32x8 {
-    let e = (-z.abs()).exp();
+    sigmoid_from_exp(z, (-z.abs()).exp())
+}
+
+/// `σ(z)` given `e = e^(−|z|)`, which lies in (0, 1]: `σ(z) = 1/(1 + e)` for `z ≥ 0` and
+/// `e/(1 + e)` for `z < 0`.
+#[inline(always)]
+pub(crate) fn sigmoid_from_exp(z: f32x8, e: f32x8) -> f32x8 {
     let positive = f32x8::ONE / (f32x8::ONE + e);
     z.simd_lt(f32x8::ZERO).select(e * positive, positive)
 }
@@ -285,7 +290,7 @@ pub(crate) fn store_partial(v: f32x8, out: &mut [f32]) {
 
 /// Applies `f` to the slice 8 lanes at a time, the tail padded with zeros.
 #[inline(always)]
-fn map_slice(row: &mut [f32], f: impl Fn(f32x8) -> f32x8) {
+pub(crate) fn map_slice(row: &mut [f32], f: impl Fn(f32x8) -> f32x8) {
     for chunk in row.chunks_mut(LANES) {
         let result = f(load_padded(chunk, 0.0));
         store_partial(result, chunk);
