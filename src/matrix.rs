@@ -85,20 +85,23 @@ fn check_no_overlap(
         col_stride,
     };
 
-    let distinct = match (rows > 1, cols > 1) {
-        (false, false) => true,
-        (true, false) => row_stride != 0,
-        (false, true) => col_stride != 0,
-        (true, true) => {
-            let (row_step, col_step) = (row_stride.unsigned_abs(), col_stride.unsigned_abs());
-            let (small_step, small_len, big_step) = if row_step <= col_step {
-                (row_step, rows, col_step)
-            } else {
-                (col_step, cols, row_step)
-            };
-            small_step != 0 && (big_step as u128) >= (small_step as u128) * (small_len as u128)
-        }
-    };
+    // An empty view has no elements, so none can share an address.
+    let distinct = rows == 0
+        || cols == 0
+        || match (rows > 1, cols > 1) {
+            (false, false) => true,
+            (true, false) => row_stride != 0,
+            (false, true) => col_stride != 0,
+            (true, true) => {
+                let (row_step, col_step) = (row_stride.unsigned_abs(), col_stride.unsigned_abs());
+                let (small_step, small_len, big_step) = if row_step <= col_step {
+                    (row_step, rows, col_step)
+                } else {
+                    (col_step, cols, row_step)
+                };
+                small_step != 0 && (big_step as u128) >= (small_step as u128) * (small_len as u128)
+            }
+        };
     if distinct { Ok(()) } else { Err(overlap) }
 }
 
