@@ -1,9 +1,8 @@
 //! Activation functions and their derivatives, vectorised with `wide` lanes.
 //!
-//! Every kernel works on one contiguous row at a time ([`Activation::apply_slice`],
-//! [`Activation::backward_slice`]); the view-level functions feed them row slices, and gather
-//! strided rows into a buffer first. A fused GEMM epilogue can call the slice helpers on a
-//! tile row, so there is one implementation of each activation.
+//! Every kernel works on one contiguous row at a time. The view-level functions pass it row
+//! slices, and copy strided rows into a buffer first. A fused GEMM epilogue can call the same
+//! crate-private slice functions on a tile row, so each activation has one implementation.
 //!
 //! `exp`, `tanh` and their neighbours come from `wide` 1.7 (`f32x8::exp`, `f32x8::tanh`):
 //! range reduction by `ln 2`, a degree-7 polynomial, and explicit handling of overflow,
