@@ -93,11 +93,12 @@ pub fn mean_squared_error(
 ///
 /// # Errors
 ///
-/// [`Error::ShapeMismatch`] naming `targets` (dense) or `grad` when its shape differs from
-/// the logits'; [`Error::LengthMismatch`] naming `targets` when there is not one class per
-/// row; [`Error::InvalidArgument`] naming `logits` when a non-empty batch has no columns;
-/// [`Error::InvalidValue`] naming the first row whose logit or dense target is not finite,
-/// or whose class index is out of range.
+/// - [`Error::ShapeMismatch`] naming `targets` (dense) or `grad` when its shape differs from
+///   the logits'.
+/// - [`Error::LengthMismatch`] naming `targets` when there is not one class per row.
+/// - [`Error::InvalidArgument`] naming `logits` when a non-empty batch has no columns.
+/// - [`Error::InvalidValue`] naming the first row whose logit or dense target is not finite,
+///   or whose class index is out of range.
 pub fn softmax_cross_entropy(
     logits: MatRef<'_>,
     targets: Targets<'_>,

@@ -274,7 +274,8 @@ impl<'a> MatRef<'a> {
     ///
     /// # Errors
     ///
-    /// [`Error::ShapeMismatch`] when the sub-view does not fit inside this view.
+    /// [`Error::InvalidArgument`] naming `submatrix` when the sub-view does not fit inside
+    /// this view.
     pub fn submatrix(
         self,
         row: usize,
@@ -632,7 +633,8 @@ impl<'a> MatMut<'a> {
     ///
     /// # Errors
     ///
-    /// [`Error::ShapeMismatch`] when the sub-view does not fit inside this view.
+    /// [`Error::InvalidArgument`] naming `submatrix` when the sub-view does not fit inside
+    /// this view.
     pub fn submatrix_mut(
         mut self,
         row: usize,

@@ -192,7 +192,7 @@ proptest! {
             .unwrap();
         prop_assert!((single_loss - doubled_loss).abs() <= 1e-6 * single_loss.abs().max(1e-30));
 
-        // The layer below sees the same weight and bias gradients: each row's delta halves
+        // The layer gets the same weight and bias gradients: each row's delta halves
         // and every row appears twice.
         let x = Matrix::from_fn(rows, inputs, |i, k| (i as f32 - k as f32) * 0.25 + 0.5);
         let weights = Matrix::zeros(cols, inputs);

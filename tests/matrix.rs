@@ -196,8 +196,28 @@ fn submatrix_bounds() {
     let a = MatRef::from_slice(&DATA, 2, 3).unwrap();
     let sub = a.submatrix(0, 1, 2, 2).unwrap();
     assert_eq!(sub.to_matrix().as_slice(), &[2.0, 3.0, 5.0, 6.0]);
-    assert!(a.submatrix(1, 1, 2, 1).is_err());
-    assert!(a.submatrix(0, usize::MAX, 1, 2).is_err());
+    let err = a.submatrix(1, 1, 2, 1).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::InvalidArgument {
+                operand: "submatrix",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let err = a.submatrix(0, usize::MAX, 1, 2).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::InvalidArgument {
+                operand: "submatrix",
+                ..
+            }
+        ),
+        "{err}"
+    );
 
     let mut data = DATA;
     let m = MatMut::from_slice(&mut data, 2, 3).unwrap();

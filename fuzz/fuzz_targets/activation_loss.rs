@@ -1,8 +1,8 @@
 //! Runs every activation (forward, in place, backward) and every loss on strided views built
 //! from fuzzer bytes, and compares each result with the reference oracle.
 //!
-//! A returned error is fine when the oracle returns one too; a panic, a disagreement about
-//! whether the input is valid, or a result outside the tolerance is a bug.
+//! A returned error is fine when the oracle returns one too. A panic is a bug, and so is a
+//! disagreement about whether the input is valid or a result outside the tolerance.
 
 #![no_main]
 
@@ -130,7 +130,7 @@ fn finite_value(bits: u32) -> f32 {
     }
 }
 
-/// A probability in [0, 1], 0 and 1 included.
+/// Maps bits to a probability in [0, 1], with 0 and 1 each chosen one time in 8.
 fn probability(bits: u32) -> f32 {
     match bits % 8 {
         0 => 0.0,
@@ -152,7 +152,7 @@ fn activation_of(input: &Input) -> Activation {
         0 => Activation::Identity,
         1 => Activation::Relu,
         2 => Activation::LeakyRelu {
-            // One slope in 16 is invalid (NaN or negative); the rest lie in [0, 1].
+            // One slope in 8 is invalid (NaN or negative), and the rest lie in [0, 1].
             slope: match input.slope % 16 {
                 0 => f32::NAN,
                 1 => -0.5,

@@ -13,9 +13,10 @@ use crate::matrix::{MatMut, MatRef, Matrix};
 ///
 /// # Errors
 ///
-/// [`Error::ShapeMismatch`] naming `weights` when its column count differs from `x`'s, or
-/// `out` when it is not `m × n_out`; [`Error::LengthMismatch`] naming `bias`; and
-/// [`Error::InvalidArgument`] naming `slope` for an invalid leaky ReLU slope.
+/// - [`Error::ShapeMismatch`] naming `weights` when its column count differs from `x`'s, or
+///   `out` when it is not `m × n_out`.
+/// - [`Error::LengthMismatch`] naming `bias` when its length is not `n_out`.
+/// - [`Error::InvalidArgument`] naming `slope` for a negative or non-finite leaky ReLU slope.
 pub fn dense_forward(
     x: MatRef<'_>,
     weights: MatRef<'_>,

@@ -69,7 +69,7 @@ impl Layout {
     }
 }
 
-/// A buffer that holds one strided view, its gaps filled with [`GAP`].
+/// A buffer that contains one strided view, its gaps filled with [`GAP`].
 #[derive(Clone, Debug)]
 pub struct Strided {
     pub data: Vec<f32>,
@@ -127,7 +127,7 @@ impl Strided {
         .unwrap()
     }
 
-    /// Asserts that every element outside the view still holds [`GAP`].
+    /// Asserts that every element outside the view still contains [`GAP`].
     pub fn assert_gaps_untouched(&self) {
         let mut inside = vec![false; self.data.len()];
         for i in 0..self.rows {
@@ -186,7 +186,7 @@ pub fn value() -> impl Strategy<Value = f32> {
     ]
 }
 
-/// A `rows × cols` matrix of [`value`]s.
+/// Generates a `rows × cols` matrix whose elements come from `element`.
 pub fn matrix_of(
     rows: usize,
     cols: usize,
