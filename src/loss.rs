@@ -8,9 +8,8 @@
 
 use wide::f32x8;
 
-use crate::activation::{
-    LANES, exp_shifted_in_place, load_padded, map_slice, row_max, sigmoid_from_exp, store_partial,
-};
+use crate::activation::lanes;
+use crate::activation::{exp, exp_shifted_in_place, row_max, sigmoid_from_exp};
 use crate::error::{Error, Shape};
 use crate::matrix::{MatMut, MatRef};
 
@@ -57,15 +56,12 @@ pub fn mean_squared_error(
     // f32::MAX the gradient, to infinity.
     let total = visit_rows(predictions, Some(targets), grad, |a, y, g| {
         let mut sum = f32x8::ZERO;
-        for ((a, y), g) in a
-            .chunks(LANES)
-            .zip(y.chunks(LANES))
-            .zip(g.chunks_mut(LANES))
-        {
-            let diff = load_padded(a, 0.0) - load_padded(y, 0.0);
+        // Padded lanes have a = y = 0, so they add nothing to the sum.
+        lanes::zip_into(a, y, g, |a, y, _| {
+            let diff = a - y;
             sum = (diff * 0.5).mul_add(diff, sum);
-            store_partial(diff * inv_m, g);
-        }
+            diff * inv_m
+        });
         f64::from(sum.reduce_add())
     });
     Ok(mean(total, predictions.rows()))
@@ -144,25 +140,18 @@ pub fn softmax_cross_entropy(
         let row_loss = match targets {
             Targets::Classes(classes) => {
                 let class = classes[row];
-                map_slice(g, |e| e / sum_lanes);
-                g[class] -= 1.0;
-                map_slice(g, |p| p * inv_m);
+                let e_class = g[class];
+                lanes::map_in_place(g, 0.0, |e| e / sum_lanes * inv_m);
+                g[class] = (e_class / sum - 1.0) * inv_m.to_array()[0];
                 f64::from(max) - f64::from(z[class]) + log_sum
             }
             Targets::Dense(_) => {
-                let target_sum = f32x8::splat(lane_sum(y));
+                let target_sum = lanes::fold(y, 0.0, f32x8::ZERO, |sum, y| sum + y);
+                let target_sum = f32x8::splat(target_sum.reduce_add());
                 let max_lanes = f32x8::splat(max);
-                let mut weighted_gap = f32x8::ZERO;
-                for ((z, y), g) in z
-                    .chunks(LANES)
-                    .zip(y.chunks(LANES))
-                    .zip(g.chunks_mut(LANES))
-                {
-                    let (z, y) = (load_padded(z, 0.0), load_padded(y, 0.0));
-                    let probability = load_padded(g, 0.0) / sum_lanes;
-                    weighted_gap = y.mul_add(max_lanes - z, weighted_gap);
-                    store_partial(probability.mul_sub(target_sum, y) * inv_m, g);
-                }
+                let weighted_gap =
+                    lanes::fold_pairs(z, y, f32x8::ZERO, |gap, z, y| y.mul_add(max_lanes - z, gap));
+                lanes::zip_in_place(y, g, |y, e| (e / sum_lanes).mul_sub(target_sum, y) * inv_m);
                 // Σ_j y_j (lse − z_j) = Σ_j y_j (max − z_j) + (Σ_j y_j) · log Σ_j e^(z_j − max)
                 f64::from(weighted_gap.reduce_add()) + f64::from(target_sum.to_array()[0]) * log_sum
             }
@@ -208,20 +197,13 @@ pub fn binary_cross_entropy(
 
     let total = visit_rows(logits, Some(targets), grad, |z, y, g| {
         let mut sum = f32x8::ZERO;
-        for ((z, y), g) in z
-            .chunks(LANES)
-            .zip(y.chunks(LANES))
-            .zip(g.chunks_mut(LANES))
-        {
-            let (z, y) = (load_padded(z, 0.0), load_padded(y, 0.0));
-            let e = (-z.abs()).exp();
-            // Padded lanes have z = y = 0 and add ln 2 here, so mask them out below.
+        lanes::zip_into(z, y, g, |z, y, valid| {
+            let e = exp(-z.abs());
+            // Padded lanes have z = y = 0 and would add ln 2, so they are zeroed first.
             let element_loss = z.max(f32x8::ZERO) - z * y + e.ln_1p();
-            let mut lanes = element_loss.to_array();
-            lanes[g.len()..].fill(0.0);
-            sum += f32x8::new(lanes);
-            store_partial((sigmoid_from_exp(z, e) - y) * inv_m, g);
-        }
+            sum += lanes::zero_padding(element_loss, valid);
+            (sigmoid_from_exp(z, e) - y) * inv_m
+        });
         f64::from(sum.reduce_add())
     });
     Ok(mean(total, logits.rows()))
@@ -321,14 +303,6 @@ fn row_or_gather<'a>(view: MatRef<'a>, i: usize, buffer: &'a mut Vec<f32>) -> &'
     buffer.clear();
     buffer.extend((0..view.cols()).map(|j| view.get(i, j).expect("index inside the view")));
     buffer
-}
-
-fn lane_sum(values: &[f32]) -> f32 {
-    let mut sum = f32x8::ZERO;
-    for chunk in values.chunks(LANES) {
-        sum += load_padded(chunk, 0.0);
-    }
-    sum.reduce_add()
 }
 
 /// `1/m` as a lane vector; 0 for an empty batch, which has no rows to scale.
