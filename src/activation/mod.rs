@@ -18,8 +18,9 @@ use wide::f32x8;
 use crate::error::Error;
 use crate::matrix::{MatMut, MatRef};
 
-/// Elements of a strided row copied into a stack buffer per pass of the fallback path: large
-/// enough that the per-pass overhead is small, small enough (1 KiB per buffer) for the stack.
+/// Elements of a strided row that the fallback path copies into its scratch buffer per pass.
+/// It bounds the buffer at 1 KiB for element-wise activations, while the per-pass overhead
+/// stays small. Softmax copies whole rows, because it needs the row maximum and sum.
 const STRIDED_CHUNK: usize = 256;
 
 /// An element-wise (or, for softmax, row-wise) activation function.
