@@ -49,5 +49,6 @@ pub mod reference;
 
 pub use activation::Activation;
 pub use error::{Error, Shape};
+pub use loss::Targets;
 pub use matrix::{MatMut, MatRef, Matrix, RowsIter};
 pub use parallel::Parallelism;
