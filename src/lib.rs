@@ -53,5 +53,6 @@ pub mod reference;
 pub use activation::Activation;
 pub use dense::{DenseGrads, GradMode, dense_backward, dense_forward};
 pub use error::{Error, Shape};
+pub use loss::Targets;
 pub use matrix::{MatMut, MatRef, Matrix, RowsIter};
 pub use parallel::Parallelism;

@@ -85,20 +85,23 @@ fn check_no_overlap(
         col_stride,
     };
 
-    let distinct = match (rows > 1, cols > 1) {
-        (false, false) => true,
-        (true, false) => row_stride != 0,
-        (false, true) => col_stride != 0,
-        (true, true) => {
-            let (row_step, col_step) = (row_stride.unsigned_abs(), col_stride.unsigned_abs());
-            let (small_step, small_len, big_step) = if row_step <= col_step {
-                (row_step, rows, col_step)
-            } else {
-                (col_step, cols, row_step)
-            };
-            small_step != 0 && (big_step as u128) >= (small_step as u128) * (small_len as u128)
-        }
-    };
+    // An empty view has no elements, so none can share an address.
+    let distinct = rows == 0
+        || cols == 0
+        || match (rows > 1, cols > 1) {
+            (false, false) => true,
+            (true, false) => row_stride != 0,
+            (false, true) => col_stride != 0,
+            (true, true) => {
+                let (row_step, col_step) = (row_stride.unsigned_abs(), col_stride.unsigned_abs());
+                let (small_step, small_len, big_step) = if row_step <= col_step {
+                    (row_step, rows, col_step)
+                } else {
+                    (col_step, cols, row_step)
+                };
+                small_step != 0 && (big_step as u128) >= (small_step as u128) * (small_len as u128)
+            }
+        };
     if distinct { Ok(()) } else { Err(overlap) }
 }
 
@@ -271,7 +274,8 @@ impl<'a> MatRef<'a> {
     ///
     /// # Errors
     ///
-    /// [`Error::ShapeMismatch`] when the sub-view does not fit inside this view.
+    /// [`Error::InvalidArgument`] naming `submatrix` when the sub-view does not fit inside
+    /// this view.
     pub fn submatrix(
         self,
         row: usize,
@@ -347,6 +351,10 @@ impl<'a> MatRef<'a> {
     }
 
     /// Pointer to element (0, 0). It is dangling-but-aligned for an empty view.
+    #[allow(
+        dead_code,
+        reason = "the GEMM kernels, built on another branch, take raw pointers"
+    )]
     pub(crate) fn as_ptr(&self) -> *const f32 {
         self.ptr.as_ptr()
     }
@@ -652,7 +660,8 @@ impl<'a> MatMut<'a> {
     ///
     /// # Errors
     ///
-    /// [`Error::ShapeMismatch`] when the sub-view does not fit inside this view.
+    /// [`Error::InvalidArgument`] naming `submatrix` when the sub-view does not fit inside
+    /// this view.
     pub fn submatrix_mut(
         mut self,
         row: usize,
@@ -752,6 +761,10 @@ impl<'a> MatMut<'a> {
     }
 
     /// Pointer to element (0, 0). It is dangling-but-aligned for an empty view.
+    #[allow(
+        dead_code,
+        reason = "the GEMM kernels, built on another branch, take raw pointers"
+    )]
     pub(crate) fn as_mut_ptr(&mut self) -> *mut f32 {
         self.ptr.as_ptr()
     }

@@ -1,0 +1,217 @@
+//! Helpers shared by the integration tests: strided layouts, value strategies and
+//! tolerances.
+
+#![allow(dead_code)]
+
+use densegrad::{MatMut, MatRef, Matrix};
+use proptest::prelude::*;
+
+/// Proptest settings: `cases` cases, and no regression files, because proptest cannot
+/// place them for tests outside `src/`.
+pub fn config(cases: u32) -> ProptestConfig {
+    ProptestConfig {
+        cases,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    }
+}
+
+/// Machine epsilon of `f32`.
+pub const EPS: f64 = f32::EPSILON as f64;
+
+/// Absolute slack for results that may be subnormal, where relative error means little.
+pub const SUBNORMAL_SLACK: f64 = 1e-37;
+
+/// Value written into the gaps of a strided buffer. A kernel that reads a gap gets NaN, and
+/// one that writes a gap changes this bit pattern.
+pub const GAP: f32 = f32::from_bits(0x7fc0_dead);
+
+/// How a `rows × cols` view is laid out in its buffer.
+#[derive(Clone, Copy, Debug)]
+pub enum Layout {
+    /// Row-major with `pad` unused elements after each row.
+    RowMajor { pad: usize },
+    /// Column-major (a transposed view) with `pad` unused elements after each column.
+    ColMajor { pad: usize },
+    /// Rows stored last to first: a negative row stride.
+    ReversedRows { pad: usize },
+    /// Columns stored last to first, every other element: column stride −2.
+    ReversedGappedCols,
+    /// Every row is the same row of the buffer: row stride 0. Valid for inputs only.
+    BroadcastRow,
+}
+
+impl Layout {
+    /// Returns `(buffer length, offset, row stride, column stride)`.
+    pub fn strides(self, rows: usize, cols: usize) -> (usize, usize, isize, isize) {
+        let (r, c) = (rows as isize, cols as isize);
+        match self {
+            Layout::RowMajor { pad } => {
+                let rs = c + pad as isize;
+                ((rows * (cols + pad)).max(1), 0, rs, 1)
+            }
+            Layout::ColMajor { pad } => {
+                let cs = r + pad as isize;
+                ((cols * (rows + pad)).max(1), 0, 1, cs)
+            }
+            Layout::ReversedRows { pad } => {
+                let rs = c + pad as isize;
+                let offset = (rows.saturating_sub(1)) * (cols + pad);
+                ((rows * (cols + pad)).max(1), offset, -rs, 1)
+            }
+            Layout::ReversedGappedCols => {
+                let rs = 2 * c + 1;
+                let offset = 2 * cols.saturating_sub(1);
+                ((rows * (2 * cols + 1)).max(1), offset, rs, -2)
+            }
+            Layout::BroadcastRow => (cols.max(1), 0, 0, 1),
+        }
+    }
+}
+
+/// A buffer that contains one strided view, its gaps filled with [`GAP`].
+#[derive(Clone, Debug)]
+pub struct Strided {
+    pub data: Vec<f32>,
+    pub offset: usize,
+    pub rows: usize,
+    pub cols: usize,
+    pub row_stride: isize,
+    pub col_stride: isize,
+}
+
+impl Strided {
+    /// Lays out `values` (row-major, `rows × cols`) in `layout`. For
+    /// [`Layout::BroadcastRow`] only the first row of `values` is stored.
+    pub fn new(values: &Matrix, layout: Layout) -> Self {
+        let (rows, cols) = (values.rows(), values.cols());
+        let (len, offset, row_stride, col_stride) = layout.strides(rows, cols);
+        let mut data = vec![GAP; len];
+        for i in 0..rows {
+            for j in 0..cols {
+                let index = offset as isize + i as isize * row_stride + j as isize * col_stride;
+                data[index as usize] = values.get(i, j).unwrap();
+            }
+        }
+        Self {
+            data,
+            offset,
+            rows,
+            cols,
+            row_stride,
+            col_stride,
+        }
+    }
+
+    pub fn view(&self) -> MatRef<'_> {
+        MatRef::from_strided(
+            &self.data,
+            self.offset,
+            self.rows,
+            self.cols,
+            self.row_stride,
+            self.col_stride,
+        )
+        .unwrap()
+    }
+
+    pub fn view_mut(&mut self) -> MatMut<'_> {
+        MatMut::from_strided(
+            &mut self.data,
+            self.offset,
+            self.rows,
+            self.cols,
+            self.row_stride,
+            self.col_stride,
+        )
+        .unwrap()
+    }
+
+    /// Asserts that every element outside the view still contains [`GAP`].
+    pub fn assert_gaps_untouched(&self) {
+        let mut inside = vec![false; self.data.len()];
+        for i in 0..self.rows {
+            for j in 0..self.cols {
+                let index = self.offset as isize
+                    + i as isize * self.row_stride
+                    + j as isize * self.col_stride;
+                inside[index as usize] = true;
+            }
+        }
+        for (index, (&value, &inside)) in self.data.iter().zip(&inside).enumerate() {
+            if !inside {
+                assert_eq!(
+                    value.to_bits(),
+                    GAP.to_bits(),
+                    "gap element {index} was written"
+                );
+            }
+        }
+    }
+}
+
+/// Layouts valid for an input view.
+pub fn input_layout() -> impl Strategy<Value = Layout> {
+    prop_oneof![
+        3 => Just(Layout::RowMajor { pad: 0 }),
+        1 => (1usize..4).prop_map(|pad| Layout::RowMajor { pad }),
+        1 => (0usize..3).prop_map(|pad| Layout::ColMajor { pad }),
+        1 => (0usize..3).prop_map(|pad| Layout::ReversedRows { pad }),
+        1 => Just(Layout::ReversedGappedCols),
+        1 => Just(Layout::BroadcastRow),
+    ]
+}
+
+/// Layouts valid for an output view (no two elements share an address).
+pub fn output_layout() -> impl Strategy<Value = Layout> {
+    prop_oneof![
+        3 => Just(Layout::RowMajor { pad: 0 }),
+        1 => (1usize..4).prop_map(|pad| Layout::RowMajor { pad }),
+        1 => (0usize..3).prop_map(|pad| Layout::ColMajor { pad }),
+        1 => (0usize..3).prop_map(|pad| Layout::ReversedRows { pad }),
+        1 => Just(Layout::ReversedGappedCols),
+    ]
+}
+
+/// Moderate values, edge values and extremes: ±1000, ±88.8 (where `e^z` leaves the `f32`
+/// range), signed zeros and subnormals.
+pub fn value() -> impl Strategy<Value = f32> {
+    prop_oneof![
+        6 => -10.0f32..10.0,
+        1 => -100.0f32..100.0,
+        1 => prop::sample::select(vec![
+            1000.0f32, -1000.0, 88.8, -88.8, 88.72, -87.4, 0.0, -0.0, 1e-40, -1e-42,
+            f32::MIN_POSITIVE, 1e-30, 20.0, -20.0,
+        ]),
+    ]
+}
+
+/// Generates a `rows × cols` matrix whose elements come from `element`.
+pub fn matrix_of(
+    rows: usize,
+    cols: usize,
+    element: impl Strategy<Value = f32>,
+) -> impl Strategy<Value = Matrix> {
+    prop::collection::vec(element, rows * cols)
+        .prop_map(move |data| Matrix::from_vec(data, rows, cols).unwrap())
+}
+
+/// Shapes with 0, 1, primes and sizes around the 8-lane width.
+pub fn shape() -> impl Strategy<Value = (usize, usize)> {
+    let dim = prop_oneof![
+        Just(0usize),
+        Just(1),
+        2usize..12,
+        prop::sample::select(vec![7usize, 8, 9, 15, 16, 17, 31, 64, 67]),
+    ];
+    (dim.clone(), dim)
+}
+
+/// Asserts `|actual − expected| ≤ tolerance` for element (i, j), with a message naming both.
+pub fn assert_close(what: &str, i: usize, j: usize, actual: f32, expected: f64, tolerance: f64) {
+    let error = (f64::from(actual) - expected).abs();
+    assert!(
+        error <= tolerance || (actual.is_nan() && expected.is_nan()),
+        "{what} ({i}, {j}): got {actual}, expected {expected}, error {error:e} > {tolerance:e}"
+    );
+}

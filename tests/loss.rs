@@ -1,0 +1,448 @@
+//! Loss kernels against the reference oracle: random shapes, strided gradients, extreme
+//! logits, batch averaging, finite differences and every error path.
+
+mod common;
+
+use common::*;
+use densegrad::loss::{self, Targets};
+use densegrad::{Error, MatMut, MatRef, Matrix, reference};
+use proptest::prelude::*;
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Kind {
+    MeanSquared,
+    SoftmaxClasses,
+    SoftmaxDense,
+    Binary,
+}
+
+const KINDS: [Kind; 4] = [
+    Kind::MeanSquared,
+    Kind::SoftmaxClasses,
+    Kind::SoftmaxDense,
+    Kind::Binary,
+];
+
+/// One loss problem: logits (or predictions), targets as a matrix, and class indices when
+/// the targets are one-hot.
+#[derive(Clone, Debug)]
+struct Case {
+    kind: Kind,
+    logits: Matrix,
+    targets: Matrix,
+    classes: Vec<usize>,
+}
+
+impl Case {
+    /// Runs the optimised loss, writing into `grad`.
+    fn run(&self, logits: MatRef<'_>, targets: MatRef<'_>, grad: MatMut<'_>) -> Result<f32, Error> {
+        match self.kind {
+            Kind::MeanSquared => loss::mean_squared_error(logits, targets, grad),
+            Kind::SoftmaxClasses => {
+                loss::softmax_cross_entropy(logits, Targets::Classes(&self.classes), grad)
+            }
+            Kind::SoftmaxDense => {
+                loss::softmax_cross_entropy(logits, Targets::Dense(targets), grad)
+            }
+            Kind::Binary => loss::binary_cross_entropy(logits, targets, grad),
+        }
+    }
+
+    /// Runs the oracle on the same inputs.
+    fn run_reference(&self, logits: MatRef<'_>, grad: MatMut<'_>) -> f64 {
+        let targets = self.targets.as_ref();
+        match self.kind {
+            Kind::MeanSquared => reference::mean_squared_error(logits, targets, grad),
+            Kind::SoftmaxClasses | Kind::SoftmaxDense => {
+                reference::softmax_cross_entropy(logits, targets, grad)
+            }
+            Kind::Binary => reference::binary_cross_entropy(logits, targets, grad),
+        }
+        .unwrap()
+    }
+
+    /// Tolerances `(loss, gradient element (i, j))`, scaled by the row length and by the
+    /// magnitudes that rounding errors are proportional to.
+    fn tolerances(&self, expected_loss: f64) -> (f64, Matrix) {
+        let (rows, cols) = (self.logits.rows(), self.logits.cols());
+        let m = rows.max(1) as f64;
+        let length = cols as f64 + 8.0;
+        let z = |i, j| f64::from(self.logits.get(i, j).unwrap());
+        let y = |i, j| f64::from(self.targets.get(i, j).unwrap());
+
+        let mut magnitude = 0.0;
+        let mut grad = Matrix::zeros(rows, cols);
+        for i in 0..rows {
+            let max = (0..cols).map(|j| z(i, j).abs()).fold(0.0, f64::max);
+            let target_sum: f64 = (0..cols).map(|j| y(i, j).abs()).sum();
+            magnitude += match self.kind {
+                Kind::MeanSquared => 0.0,
+                Kind::Binary => (0..cols).map(|j| z(i, j).abs() + 1.0).sum(),
+                _ => (target_sum + 1.0) * (2.0 * max + (cols as f64).ln() + 1.0),
+            };
+            for j in 0..cols {
+                let tolerance = match self.kind {
+                    Kind::MeanSquared => 4.0 * EPS * (z(i, j) - y(i, j)).abs() / m,
+                    Kind::Binary => 8.0 * EPS * (1.0 + y(i, j)) / m,
+                    _ => 4.0 * EPS * length * (target_sum + y(i, j).abs() + 1.0) / m,
+                };
+                grad.as_mut()
+                    .set(i, j, (tolerance + SUBNORMAL_SLACK) as f32)
+                    .unwrap();
+            }
+        }
+        let loss = 4.0 * EPS * length * (magnitude / m + expected_loss.abs()) + SUBNORMAL_SLACK;
+        (loss, grad)
+    }
+}
+
+fn case() -> impl Strategy<Value = Case> {
+    let kind = prop::sample::select(KINDS.to_vec());
+    (kind, shape()).prop_flat_map(|(kind, (rows, cols))| {
+        // A softmax needs at least one class.
+        let cols = if kind == Kind::MeanSquared || kind == Kind::Binary {
+            cols
+        } else {
+            cols.max(1)
+        };
+        let target = match kind {
+            Kind::MeanSquared => value().boxed(),
+            Kind::Binary | Kind::SoftmaxDense => {
+                prop_oneof![3 => 0.0f32..=1.0, 1 => prop::sample::select(vec![0.0f32, 1.0])].boxed()
+            }
+            Kind::SoftmaxClasses => Just(0.0f32).boxed(),
+        };
+        (
+            Just(kind),
+            matrix_of(rows, cols, value()),
+            matrix_of(rows, cols, target),
+            prop::collection::vec(0..cols.max(1), rows),
+        )
+            .prop_map(|(kind, logits, targets, classes)| {
+                let targets = if kind == Kind::SoftmaxClasses {
+                    reference::one_hot(&classes, logits.cols()).unwrap()
+                } else {
+                    targets
+                };
+                Case {
+                    kind,
+                    logits,
+                    targets,
+                    classes,
+                }
+            })
+    })
+}
+
+proptest! {
+    #![proptest_config(config(300))]
+
+    #[test]
+    fn loss_matches_oracle(
+        case in case(),
+        logits_layout in input_layout(),
+        targets_layout in input_layout(),
+        grad_layout in output_layout(),
+    ) {
+        let (rows, cols) = (case.logits.rows(), case.logits.cols());
+        // A broadcast layout stores only row 0, so the case's matrices are read back from
+        // the views rather than used directly.
+        let logits = Strided::new(&case.logits, logits_layout);
+        let targets = Strided::new(&case.targets, targets_layout);
+        let case = Case {
+            logits: logits.view().to_matrix(),
+            targets: if case.kind == Kind::SoftmaxClasses { case.targets.clone() } else { targets.view().to_matrix() },
+            ..case
+        };
+        let mut grad = Strided::new(&Matrix::zeros(rows, cols), grad_layout);
+        let actual = case.run(logits.view(), targets.view(), grad.view_mut()).unwrap();
+
+        let mut expected_grad = Matrix::zeros(rows, cols);
+        let expected = case.run_reference(case.logits.as_ref(), expected_grad.as_mut());
+        let (loss_tolerance, grad_tolerance) = case.tolerances(expected);
+
+        prop_assert!(actual.is_finite(), "{:?}: loss {actual}", case.kind);
+        assert_close("loss", 0, 0, actual, expected, loss_tolerance);
+        let actual_grad = grad.view().to_matrix();
+        for i in 0..rows {
+            for j in 0..cols {
+                let a = actual_grad.get(i, j).unwrap();
+                prop_assert!(a.is_finite(), "{:?}: grad ({i}, {j}) is {a}", case.kind);
+                let tolerance = f64::from(grad_tolerance.get(i, j).unwrap());
+                assert_close("grad", i, j, a, f64::from(expected_grad.get(i, j).unwrap()), tolerance);
+            }
+        }
+        grad.assert_gaps_untouched();
+    }
+
+    #[test]
+    fn batch_doubled_same_gradients(case in case(), inputs in 1usize..5) {
+        let (rows, cols) = (case.logits.rows(), case.logits.cols());
+        let doubled = Case {
+            logits: concat_rows(&case.logits, &case.logits),
+            targets: concat_rows(&case.targets, &case.targets),
+            classes: [case.classes.clone(), case.classes.clone()].concat(),
+            ..case.clone()
+        };
+        let mut delta = Matrix::zeros(rows, cols);
+        let single_loss = case.run(case.logits.as_ref(), case.targets.as_ref(), delta.as_mut()).unwrap();
+        let mut doubled_delta = Matrix::zeros(2 * rows, cols);
+        let doubled_loss = doubled
+            .run(doubled.logits.as_ref(), doubled.targets.as_ref(), doubled_delta.as_mut())
+            .unwrap();
+        prop_assert!((single_loss - doubled_loss).abs() <= 1e-6 * single_loss.abs().max(1e-30));
+
+        // The layer gets the same weight and bias gradients: each row's delta halves
+        // and every row appears twice.
+        let x = Matrix::from_fn(rows, inputs, |i, k| (i as f32 - k as f32) * 0.25 + 0.5);
+        let weights = Matrix::zeros(cols, inputs);
+        let single = reference::dense_backward(x.as_ref(), weights.as_ref(), delta.as_ref(), densegrad::Activation::Identity).unwrap();
+        let doubled_x = concat_rows(&x, &x);
+        let both = reference::dense_backward(doubled_x.as_ref(), weights.as_ref(), doubled_delta.as_ref(), densegrad::Activation::Identity).unwrap();
+        // Sums of deltas may cancel, so the tolerance scales with the sums of magnitudes.
+        let abs = |m: &Matrix| Matrix::from_fn(m.rows(), m.cols(), |i, j| m.get(i, j).unwrap().abs());
+        let magnitude = reference::dense_backward(abs(&x).as_ref(), weights.as_ref(), abs(&delta).as_ref(), densegrad::Activation::Identity).unwrap();
+        let pairs = single.grad_weights.as_slice().iter().zip(both.grad_weights.as_slice());
+        for ((a, b), scale) in pairs.zip(magnitude.grad_weights.as_slice()) {
+            prop_assert!(f64::from((a - b).abs()) <= 4.0 * EPS * f64::from(*scale) + SUBNORMAL_SLACK, "grad_weights {a} vs {b}");
+        }
+        for ((a, b), scale) in single.grad_bias.iter().zip(&both.grad_bias).zip(&magnitude.grad_bias) {
+            prop_assert!(f64::from((a - b).abs()) <= 4.0 * EPS * f64::from(*scale) + SUBNORMAL_SLACK, "grad_bias {a} vs {b}");
+        }
+    }
+
+    #[test]
+    fn gradient_matches_finite_differences(
+        kind in prop::sample::select(KINDS.to_vec()),
+        (rows, cols) in (1usize..4, 1usize..6),
+        seed in any::<u64>(),
+    ) {
+        check_gradient(kind, rows, cols, seed);
+    }
+}
+
+fn concat_rows(top: &Matrix, bottom: &Matrix) -> Matrix {
+    let data = [top.as_slice(), bottom.as_slice()].concat();
+    Matrix::from_vec(data, top.rows() + bottom.rows(), top.cols()).unwrap()
+}
+
+/// Compares each loss's gradient with central differences of the loss itself.
+fn check_gradient(kind: Kind, rows: usize, cols: usize, seed: u64) {
+    let mut state = seed | 1;
+    let mut next = move || {
+        // xorshift64: deterministic values in [0, 1) without another dependency.
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state >> 40) as f32 / (1u64 << 24) as f32
+    };
+    let logits: Vec<f32> = (0..rows * cols).map(|_| 6.0 * next() - 3.0).collect();
+    let classes: Vec<usize> = (0..rows)
+        .map(|_| (next() * cols as f32) as usize % cols)
+        .collect();
+    let targets = match kind {
+        Kind::SoftmaxClasses => reference::one_hot(&classes, cols).unwrap(),
+        _ => Matrix::from_fn(rows, cols, |_, _| next()),
+    };
+    let case = Case {
+        kind,
+        logits: Matrix::from_vec(logits.clone(), rows, cols).unwrap(),
+        targets,
+        classes,
+    };
+
+    let loss = |z: &[f32]| -> f64 {
+        let z = Matrix::from_vec(z.to_vec(), rows, cols).unwrap();
+        let mut grad = Matrix::zeros(rows, cols);
+        f64::from(
+            case.run(z.as_ref(), case.targets.as_ref(), grad.as_mut())
+                .unwrap(),
+        )
+    };
+    let numerical = reference::numerical_gradient(loss, &logits, 1e-2).unwrap();
+    let mut analytic = Matrix::zeros(rows, cols);
+    case.run(
+        case.logits.as_ref(),
+        case.targets.as_ref(),
+        analytic.as_mut(),
+    )
+    .unwrap();
+
+    for (index, (&exact, &estimate)) in analytic.as_slice().iter().zip(&numerical).enumerate() {
+        let error = (f64::from(exact) - estimate).abs();
+        assert!(
+            error <= 2e-3 * (1.0 + estimate.abs()),
+            "{kind:?} element {index}: gradient {exact}, finite difference {estimate}"
+        );
+    }
+}
+
+fn matrix(rows: usize, cols: usize, data: &[f32]) -> Matrix {
+    Matrix::from_vec(data.to_vec(), rows, cols).unwrap()
+}
+
+#[test]
+fn softmax_extreme_logits_exact() {
+    let z = matrix(2, 2, &[1000.0, -1000.0, 1000.0, -1000.0]);
+    let mut grad = Matrix::zeros(2, 2);
+    let c =
+        loss::softmax_cross_entropy(z.as_ref(), Targets::Classes(&[0, 1]), grad.as_mut()).unwrap();
+    // Row 0 is certain and right (loss 0), row 1 certain and wrong (loss 2000).
+    assert_eq!(c, 1000.0);
+    assert_eq!(grad.as_slice(), &[0.0, 0.0, 0.5, -0.5]);
+}
+
+#[test]
+fn binary_extreme_logits_exact() {
+    let z = matrix(1, 4, &[1000.0, -1000.0, 1000.0, -1000.0]);
+    let y = matrix(1, 4, &[1.0, 0.0, 0.0, 1.0]);
+    let mut grad = Matrix::zeros(1, 4);
+    let c = loss::binary_cross_entropy(z.as_ref(), y.as_ref(), grad.as_mut()).unwrap();
+    assert_eq!(c, 2000.0);
+    assert_eq!(grad.as_slice(), &[0.0, 0.0, 1.0, -1.0]);
+}
+
+#[test]
+fn empty_batch_zero_loss() {
+    let z = Matrix::zeros(0, 3);
+    let mut grad = Matrix::zeros(0, 3);
+    let c = loss::softmax_cross_entropy(z.as_ref(), Targets::Classes(&[]), grad.as_mut()).unwrap();
+    assert_eq!(c, 0.0);
+    let c = loss::mean_squared_error(z.as_ref(), z.as_ref(), grad.as_mut()).unwrap();
+    assert_eq!(c, 0.0);
+}
+
+#[test]
+fn class_out_of_range_names_row() {
+    let z = Matrix::zeros(3, 4);
+    let mut grad = Matrix::zeros(3, 4);
+    let err = loss::softmax_cross_entropy(z.as_ref(), Targets::Classes(&[0, 3, 4]), grad.as_mut())
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "targets: row 2: class index 4 is out of range for 4 classes"
+    );
+}
+
+#[test]
+fn nan_target_names_row() {
+    let z = Matrix::zeros(2, 2);
+    let y = matrix(2, 2, &[0.0, 1.0, 0.5, f32::NAN]);
+    let mut grad = matrix(2, 2, &[7.0; 4]);
+    for err in [
+        loss::mean_squared_error(z.as_ref(), y.as_ref(), grad.as_mut()).unwrap_err(),
+        loss::softmax_cross_entropy(z.as_ref(), Targets::Dense(y.as_ref()), grad.as_mut())
+            .unwrap_err(),
+        loss::binary_cross_entropy(z.as_ref(), y.as_ref(), grad.as_mut()).unwrap_err(),
+    ] {
+        assert!(
+            matches!(
+                err,
+                Error::InvalidValue {
+                    operand: "targets",
+                    row: 1,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+    }
+    // Validation runs before anything is written.
+    assert_eq!(grad.as_slice(), &[7.0; 4]);
+}
+
+#[test]
+fn non_finite_logit_names_row() {
+    let z = matrix(3, 1, &[0.0, 1.0, f32::INFINITY]);
+    let y = Matrix::zeros(3, 1);
+    let mut grad = Matrix::zeros(3, 1);
+    let errors = [
+        loss::mean_squared_error(z.as_ref(), y.as_ref(), grad.as_mut()).unwrap_err(),
+        loss::softmax_cross_entropy(z.as_ref(), Targets::Classes(&[0, 0, 0]), grad.as_mut())
+            .unwrap_err(),
+        loss::binary_cross_entropy(z.as_ref(), y.as_ref(), grad.as_mut()).unwrap_err(),
+    ];
+    assert!(matches!(
+        errors[0],
+        Error::InvalidValue {
+            operand: "predictions",
+            row: 2,
+            ..
+        }
+    ));
+    assert!(matches!(
+        errors[1],
+        Error::InvalidValue {
+            operand: "logits",
+            row: 2,
+            ..
+        }
+    ));
+    assert!(matches!(
+        errors[2],
+        Error::InvalidValue {
+            operand: "logits",
+            row: 2,
+            ..
+        }
+    ));
+}
+
+#[test]
+fn binary_target_outside_unit_interval() {
+    let z = Matrix::zeros(1, 2);
+    let y = matrix(1, 2, &[0.5, 1.5]);
+    let mut grad = Matrix::zeros(1, 2);
+    let err = loss::binary_cross_entropy(z.as_ref(), y.as_ref(), grad.as_mut()).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "targets: row 0: column 1 is 1.5, expected a probability in [0, 1]"
+    );
+}
+
+#[test]
+fn shape_mismatches_name_operand() {
+    let z = Matrix::zeros(2, 3);
+    let wrong = Matrix::zeros(3, 2);
+    let mut grad = Matrix::zeros(2, 3);
+    let mut wrong_grad = Matrix::zeros(2, 2);
+
+    let err = loss::mean_squared_error(z.as_ref(), wrong.as_ref(), grad.as_mut()).unwrap_err();
+    assert_eq!(err.to_string(), "targets: expected 2 × 3, got 3 × 2");
+    let err = loss::binary_cross_entropy(z.as_ref(), z.as_ref(), wrong_grad.as_mut()).unwrap_err();
+    assert_eq!(err.to_string(), "grad: expected 2 × 3, got 2 × 2");
+    let err =
+        loss::softmax_cross_entropy(z.as_ref(), Targets::Classes(&[0]), grad.as_mut()).unwrap_err();
+    assert_eq!(err.to_string(), "targets: expected length 2, got 1");
+    let err =
+        loss::softmax_cross_entropy(z.as_ref(), Targets::Dense(wrong.as_ref()), grad.as_mut())
+            .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::ShapeMismatch {
+                operand: "targets",
+                ..
+            }
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn softmax_without_classes_rejected() {
+    let z = Matrix::zeros(2, 0);
+    let mut grad = Matrix::zeros(2, 0);
+    let err = loss::softmax_cross_entropy(z.as_ref(), Targets::Classes(&[0, 0]), grad.as_mut())
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::InvalidArgument {
+                operand: "logits",
+                ..
+            }
+        ),
+        "{err}"
+    );
+}
