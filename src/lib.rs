@@ -42,7 +42,6 @@ mod error;
 mod gemm;
 #[cfg(feature = "idx")]
 pub mod idx;
-mod interim;
 mod kernel;
 pub mod layer;
 pub mod loss;

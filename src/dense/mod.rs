@@ -6,7 +6,6 @@
 
 use crate::Activation;
 use crate::error::{Error, Shape};
-use crate::interim;
 use crate::matrix::{MatMut, MatRef};
 use crate::parallel::Parallelism;
 
@@ -88,13 +87,10 @@ pub fn dense_forward(
     let tasks = task_count(par, m * n_in * n_out, m);
     for_each_row_block(output, 0, tasks, &|first_row, mut block| {
         let rows = block.rows();
-        let block_input = input
-            .submatrix(first_row, 0, rows, n_in)
-            .expect("a row block lies inside the input");
+        let block_input = input.submatrix(first_row, 0, rows, n_in)?;
         forward_rows(block_input, weights, bias, block.rb_mut());
-        interim::forward_in_place(activation, block);
-    });
-    Ok(())
+        activation.forward_in_place(block)
+    })
 }
 
 /// Computes the backward pass of a dense layer: the parameter gradients and, when
@@ -188,30 +184,29 @@ pub fn dense_backward(
         bias: grad_bias,
         mode,
     } = grads;
-    for_each_row_block(WithBias(grad_weights, grad_bias), 0, tasks, &|first_out,
-                                                                      WithBias(
-        mut block,
-        block_bias,
-    )| {
-        let block_delta = delta
-            .submatrix(0, first_out, m, block.rows())
-            .expect("an output block lies inside delta");
-        parameter_grads(block_delta, input, block.rb_mut(), block_bias, mode);
-    });
+    let grads = WithBias(grad_weights, grad_bias);
+    for_each_row_block(grads, 0, tasks, &|first_out, block: WithBias| {
+        let WithBias(block_grad_weights, block_grad_bias) = block;
+        let block_delta = delta.submatrix(0, first_out, m, block_grad_weights.rows())?;
+        parameter_grads(
+            block_delta,
+            input,
+            block_grad_weights,
+            block_grad_bias,
+            mode,
+        );
+        Ok(())
+    })?;
 
     if let Some(input_delta) = input_delta {
         let tasks = task_count(par, m * n_in * n_out, m);
         for_each_row_block(input_delta, 0, tasks, &|first_row, mut block| {
             let rows = block.rows();
-            let block_delta = delta
-                .submatrix(first_row, 0, rows, n_out)
-                .expect("a row block lies inside delta");
-            let block_input = input
-                .submatrix(first_row, 0, rows, n_in)
-                .expect("a row block lies inside the input");
+            let block_delta = delta.submatrix(first_row, 0, rows, n_out)?;
+            let block_input = input.submatrix(first_row, 0, rows, n_in)?;
             propagate_rows(block_delta, weights, block.rb_mut());
-            interim::backward(input_activation, block_input, block);
-        });
+            input_activation.backward(block_input, block)
+        })?;
     }
     Ok(())
 }
@@ -274,23 +269,24 @@ impl SplitRows for WithBias<'_, '_> {
 }
 
 /// Calls `work(first_row, block)` on `tasks` contiguous blocks of rows of `output`, in
-/// parallel through `rayon::join`, which needs no heap allocation.
+/// parallel through `rayon::join`, which needs no heap allocation. Returns the first error,
+/// in row order.
 fn for_each_row_block<T: SplitRows>(
     output: T,
     first_row: usize,
     tasks: usize,
-    work: &(impl Fn(usize, T) + Sync),
-) {
+    work: &(impl Fn(usize, T) -> Result<(), Error> + Sync),
+) -> Result<(), Error> {
     let rows = output.rows();
     if tasks <= 1 || rows < 2 {
-        work(first_row, output);
-        return;
+        return work(first_row, output);
     }
     let top_tasks = tasks / 2;
     let mid = rows * top_tasks / tasks;
     let (top, bottom) = output.split_rows(mid);
-    rayon::join(
+    let (top_result, bottom_result) = rayon::join(
         || for_each_row_block(top, first_row, top_tasks, work),
         || for_each_row_block(bottom, first_row + mid, tasks - top_tasks, work),
     );
+    top_result.and(bottom_result)
 }

@@ -2,7 +2,7 @@
 
 use crate::Activation;
 use crate::error::{Error, Shape};
-use crate::interim;
+use crate::loss::{self, Targets};
 use crate::matrix::{MatMut, MatRef};
 
 /// The loss of a [`Sequential`](super::Sequential) network, each paired with the output
@@ -55,50 +55,24 @@ impl Loss {
     }
 }
 
-/// The targets of a batch, one per row of the input.
-#[derive(Clone, Copy, Debug)]
-pub enum Targets<'a> {
-    /// One class index per sample, each below the number of outputs. Only for
-    /// [`Loss::SoftmaxCrossEntropy`].
-    Classes(&'a [usize]),
-    /// An `m × n_out` matrix, one row per sample: probabilities (often one-hot) for the
-    /// cross-entropies, values for mean squared error.
-    Dense(MatRef<'a>),
+/// Returns the targets of samples `start..start + len`, which lie inside `targets`.
+pub(super) fn target_rows(targets: Targets<'_>, start: usize, len: usize) -> Targets<'_> {
+    match targets {
+        Targets::Classes(classes) => Targets::Classes(&classes[start..start + len]),
+        Targets::Dense(matrix) => Targets::Dense(
+            matrix
+                .submatrix(start, 0, len, matrix.cols())
+                .expect("the range lies inside the targets"),
+        ),
+    }
 }
 
-impl<'a> Targets<'a> {
-    /// Number of samples.
-    pub fn len(&self) -> usize {
-        match self {
-            Targets::Classes(classes) => classes.len(),
-            Targets::Dense(matrix) => matrix.rows(),
-        }
-    }
-
-    /// Returns `true` when there are no samples.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// The targets of samples `start..start + len`.
-    pub(super) fn rows(self, start: usize, len: usize) -> Self {
-        match self {
-            Targets::Classes(classes) => Targets::Classes(&classes[start..start + len]),
-            Targets::Dense(matrix) => Targets::Dense(
-                matrix
-                    .submatrix(start, 0, len, matrix.cols())
-                    .expect("the range lies inside the targets"),
-            ),
-        }
-    }
-
-    /// The class of sample `i`: its index, the column of its largest value, or, for a
-    /// single column, whether the value is at least 0.5.
-    pub(super) fn class(&self, i: usize) -> usize {
-        match self {
-            Targets::Classes(classes) => classes[i],
-            Targets::Dense(matrix) => row_class(*matrix, i),
-        }
+/// Returns the class of sample `i`: its index, the column of its largest value, or, for a
+/// single column, whether the value is at least 0.5.
+pub(super) fn target_class(targets: Targets<'_>, i: usize) -> usize {
+    match targets {
+        Targets::Classes(classes) => classes[i],
+        Targets::Dense(matrix) => row_class(matrix, i),
     }
 }
 
@@ -195,18 +169,11 @@ pub(super) fn loss_and_delta(
     delta: MatMut<'_>,
 ) -> Result<f32, Error> {
     match (loss, targets) {
-        (Loss::SoftmaxCrossEntropy, Targets::Classes(classes)) => {
-            interim::softmax_cross_entropy_classes(logits, classes, delta)
-        }
-        (Loss::SoftmaxCrossEntropy, Targets::Dense(y)) => {
-            interim::softmax_cross_entropy(logits, y, delta)
-        }
+        (Loss::SoftmaxCrossEntropy, _) => loss::softmax_cross_entropy(logits, targets, delta),
         (Loss::BinaryCrossEntropy, Targets::Dense(y)) => {
-            interim::binary_cross_entropy(logits, y, delta)
+            loss::binary_cross_entropy(logits, y, delta)
         }
-        (Loss::MeanSquaredError, Targets::Dense(y)) => {
-            interim::mean_squared_error(logits, y, delta)
-        }
+        (Loss::MeanSquaredError, Targets::Dense(y)) => loss::mean_squared_error(logits, y, delta),
         (_, Targets::Classes(_)) => Err(Error::InvalidArgument {
             operand: "targets",
             reason: format!(

@@ -18,9 +18,10 @@ mod safetensors;
 mod sequential;
 mod workspace;
 
+pub use crate::loss::Targets;
 pub use dense::Dense;
 pub use init::Init;
-pub use loss::{Loss, Targets};
+pub use loss::Loss;
 pub use optimizer::{Adam, Optimizer, Sgd};
 pub use safetensors::ARCHITECTURE_KEY;
 pub use sequential::Sequential;

@@ -1,13 +1,13 @@
 //! A feed-forward network: dense layers in sequence with a loss on the output.
 
 use super::dense::Dense;
-use super::loss::{Loss, Targets, check_targets, loss_and_delta, row_class};
+use super::loss::{Loss, check_targets, loss_and_delta, row_class, target_class, target_rows};
 use super::optimizer::Optimizer;
 use super::workspace::Workspace;
 use crate::Activation;
 use crate::dense::{DenseGrads, GradMode, dense_backward, dense_forward};
 use crate::error::{Error, Shape};
-use crate::interim;
+use crate::loss::Targets;
 use crate::matrix::MatRef;
 use crate::parallel::Parallelism;
 
@@ -272,7 +272,7 @@ impl Sequential {
         while start < m {
             let rows = chunk_rows.min(m - start);
             let chunk = x.submatrix(start, 0, rows, x.cols())?;
-            let chunk_targets = targets.rows(start, rows);
+            let chunk_targets = target_rows(targets, start, rows);
 
             self.forward_rows(chunk, true)?;
             let (logits, delta) = self.workspace.logits_and_delta(rows);
@@ -280,10 +280,10 @@ impl Sequential {
             total_loss += f64::from(loss) * rows as f64;
 
             let mut outputs = self.workspace.last_output_mut(rows);
-            interim::forward_in_place(output_activation, outputs.rb_mut());
+            output_activation.forward_in_place(outputs.rb_mut())?;
             let outputs = outputs.as_ref();
             correct += (0..rows)
-                .filter(|&i| row_class(outputs, i) == chunk_targets.class(i))
+                .filter(|&i| row_class(outputs, i) == target_class(chunk_targets, i))
                 .count();
             start += rows;
         }

@@ -1,0 +1,487 @@
+//! `dense_forward` and `dense_backward` against the reference on random shapes and strided
+//! views, gradient modes, thread-count independence, and every argument error.
+
+use densegrad::{
+    Activation, DenseGrads, Error, GradMode, MatMut, MatRef, Matrix, Parallelism, dense_backward,
+    dense_forward, reference,
+};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+const ACTIVATIONS: [Activation; 6] = [
+    Activation::Identity,
+    Activation::Relu,
+    Activation::LeakyRelu { slope: 0.2 },
+    Activation::Sigmoid,
+    Activation::Tanh,
+    Activation::Softmax,
+];
+
+/// (m, n_in, n_out): ones, primes, and sizes around powers of two.
+const SHAPES: [(usize, usize, usize); 8] = [
+    (1, 1, 1),
+    (1, 5, 3),
+    (7, 1, 4),
+    (5, 6, 1),
+    (13, 17, 11),
+    (31, 9, 33),
+    (16, 8, 15),
+    (0, 4, 3),
+];
+
+fn random(rng: &mut ChaCha8Rng, rows: usize, cols: usize) -> Matrix {
+    Matrix::from_fn(rows, cols, |_, _| rng.random_range(-1.0..1.0))
+}
+
+/// Storage for a `rows × cols` matrix whose view is transposed and padded, so its element
+/// (i, j) sits at `j·(rows + 3) + i + 2`: a column-major layout with a gap.
+struct Strided {
+    data: Vec<f32>,
+    rows: usize,
+    cols: usize,
+}
+
+impl Strided {
+    fn from(matrix: &Matrix) -> Self {
+        let (rows, cols) = (matrix.rows(), matrix.cols());
+        let mut data = vec![f32::NAN; 2 + cols * (rows + 3)];
+        for i in 0..rows {
+            for j in 0..cols {
+                data[j * (rows + 3) + i + 2] = matrix.get(i, j).unwrap();
+            }
+        }
+        Self { data, rows, cols }
+    }
+
+    fn view(&self) -> MatRef<'_> {
+        MatRef::from_strided(
+            &self.data,
+            2,
+            self.rows,
+            self.cols,
+            1,
+            (self.rows + 3) as isize,
+        )
+        .unwrap()
+    }
+
+    fn view_mut(&mut self) -> MatMut<'_> {
+        let stride = (self.rows + 3) as isize;
+        MatMut::from_strided(&mut self.data, 2, self.rows, self.cols, 1, stride).unwrap()
+    }
+}
+
+fn assert_close(what: &str, actual: MatRef, expected: MatRef, k: usize) {
+    assert_eq!(actual.shape(), expected.shape(), "{what}: shape");
+    let tolerance = 4.0 * (k.max(1) as f32) * f32::EPSILON;
+    for i in 0..actual.rows() {
+        for j in 0..actual.cols() {
+            let (a, e) = (actual.get(i, j).unwrap(), expected.get(i, j).unwrap());
+            assert!(
+                (a - e).abs() <= tolerance * (1.0 + e.abs()),
+                "{what} ({i}, {j}): got {a}, expected {e}"
+            );
+        }
+    }
+}
+
+/// Input of a layer whose activation below is `activation`: its output on random logits.
+fn layer_input(rng: &mut ChaCha8Rng, activation: Activation, m: usize, n_in: usize) -> Matrix {
+    let z = random(rng, m, n_in);
+    let mut x = Matrix::zeros(m, n_in);
+    reference::activation_forward(activation, z.as_ref(), x.as_mut()).unwrap();
+    x
+}
+
+#[test]
+fn forward_matches_reference() {
+    let mut rng = ChaCha8Rng::seed_from_u64(1);
+    for (m, n_in, n_out) in SHAPES {
+        for activation in ACTIVATIONS {
+            let x = random(&mut rng, m, n_in);
+            let w = random(&mut rng, n_out, n_in);
+            let bias: Vec<f32> = (0..n_out).map(|_| rng.random_range(-1.0..1.0)).collect();
+            let mut expected = Matrix::zeros(m, n_out);
+            reference::dense_forward(x.as_ref(), w.as_ref(), &bias, activation, expected.as_mut())
+                .unwrap();
+
+            let what = format!("{m}×{n_in}→{n_out} {activation:?}");
+            let mut out = Matrix::from_fn(m, n_out, |_, _| f32::NAN);
+            dense_forward(
+                x.as_ref(),
+                w.as_ref(),
+                &bias,
+                activation,
+                out.as_mut(),
+                Parallelism::Sequential,
+            )
+            .unwrap();
+            assert_close(&what, out.as_ref(), expected.as_ref(), n_in);
+
+            // Strided input and output, and the weights as the transpose of an n_in × n_out
+            // matrix.
+            let wt = w.as_ref().t().to_matrix();
+            let (x_strided, mut out_strided) = (Strided::from(&x), Strided::from(&out));
+            dense_forward(
+                x_strided.view(),
+                wt.as_ref().t(),
+                &bias,
+                activation,
+                out_strided.view_mut(),
+                Parallelism::Sequential,
+            )
+            .unwrap();
+            let strided_what = format!("{what}, strided");
+            assert_close(&strided_what, out_strided.view(), expected.as_ref(), n_in);
+        }
+    }
+}
+
+#[test]
+fn backward_matches_reference() {
+    let mut rng = ChaCha8Rng::seed_from_u64(2);
+    for (m, n_in, n_out) in SHAPES {
+        for input_activation in &ACTIVATIONS[..5] {
+            let input_activation = *input_activation;
+            let x = layer_input(&mut rng, input_activation, m, n_in);
+            let w = random(&mut rng, n_out, n_in);
+            let delta = random(&mut rng, m, n_out);
+            let expected =
+                reference::dense_backward(x.as_ref(), w.as_ref(), delta.as_ref(), input_activation)
+                    .unwrap();
+            let what = format!("{m}×{n_in}→{n_out} {input_activation:?}");
+
+            // Contiguous operands; Overwrite must ignore the NaN the outputs start with.
+            let mut grad_w = Matrix::from_fn(n_out, n_in, |_, _| f32::NAN);
+            let mut grad_b = vec![f32::NAN; n_out];
+            let mut input_delta = Matrix::from_fn(m, n_in, |_, _| f32::NAN);
+            dense_backward(
+                delta.as_ref(),
+                x.as_ref(),
+                w.as_ref(),
+                input_activation,
+                DenseGrads {
+                    weights: grad_w.as_mut(),
+                    bias: &mut grad_b,
+                    mode: GradMode::Overwrite,
+                },
+                Some(input_delta.as_mut()),
+                Parallelism::Sequential,
+            )
+            .unwrap();
+            let grad_b = Matrix::from_vec(grad_b, 1, n_out).unwrap();
+            let expected_b = Matrix::from_vec(expected.grad_bias.clone(), 1, n_out).unwrap();
+            assert_close(
+                &format!("{what}: dW"),
+                grad_w.as_ref(),
+                expected.grad_weights.as_ref(),
+                m,
+            );
+            assert_close(
+                &format!("{what}: db"),
+                grad_b.as_ref(),
+                expected_b.as_ref(),
+                m,
+            );
+            assert_close(
+                &format!("{what}: input_delta"),
+                input_delta.as_ref(),
+                expected.delta_prev.as_ref(),
+                n_out,
+            );
+
+            // Strided operands, transposed weights, no input_delta.
+            let (delta_s, x_s) = (Strided::from(&delta), Strided::from(&x));
+            let wt = w.as_ref().t().to_matrix();
+            let mut grad_w_s = Strided::from(&Matrix::zeros(n_out, n_in));
+            let mut grad_b_s = vec![0.0; n_out];
+            dense_backward(
+                delta_s.view(),
+                x_s.view(),
+                wt.as_ref().t(),
+                input_activation,
+                DenseGrads {
+                    weights: grad_w_s.view_mut(),
+                    bias: &mut grad_b_s,
+                    mode: GradMode::Overwrite,
+                },
+                None,
+                Parallelism::Sequential,
+            )
+            .unwrap();
+            let what = format!("{what}, strided");
+            assert_close(&what, grad_w_s.view(), expected.grad_weights.as_ref(), m);
+        }
+    }
+}
+
+#[test]
+fn backward_accumulate_adds() {
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    let (m, n_in, n_out) = (9, 7, 5);
+    let x = random(&mut rng, m, n_in);
+    let w = random(&mut rng, n_out, n_in);
+    let delta = random(&mut rng, m, n_out);
+    let expected =
+        reference::dense_backward(x.as_ref(), w.as_ref(), delta.as_ref(), Activation::Identity)
+            .unwrap();
+
+    let start = random(&mut rng, n_out, n_in);
+    let start_bias: Vec<f32> = (0..n_out).map(|o| o as f32).collect();
+    let (mut grad_w, mut grad_b) = (start.clone(), start_bias.clone());
+    dense_backward(
+        delta.as_ref(),
+        x.as_ref(),
+        w.as_ref(),
+        Activation::Identity,
+        DenseGrads {
+            weights: grad_w.as_mut(),
+            bias: &mut grad_b,
+            mode: GradMode::Accumulate,
+        },
+        None,
+        Parallelism::Sequential,
+    )
+    .unwrap();
+
+    let sum = Matrix::from_fn(n_out, n_in, |o, k| {
+        start.get(o, k).unwrap() + expected.grad_weights.get(o, k).unwrap()
+    });
+    assert_close("accumulated dW", grad_w.as_ref(), sum.as_ref(), m);
+    for o in 0..n_out {
+        let want = start_bias[o] + expected.grad_bias[o];
+        assert!(
+            (grad_b[o] - want).abs() <= 1e-5 * (1.0 + want.abs()),
+            "db[{o}]"
+        );
+    }
+}
+
+/// Runs forward and backward of a layer large enough to split, in a pool of `threads`.
+fn run_in_pool(threads: usize, x: &Matrix, w: &Matrix, delta: &Matrix) -> Vec<Vec<f32>> {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .unwrap();
+    pool.install(|| {
+        let (m, n_in, n_out) = (x.rows(), x.cols(), w.rows());
+        let bias = vec![0.1; n_out];
+        let mut out = Matrix::zeros(m, n_out);
+        let par = Parallelism::Rayon(0);
+        dense_forward(
+            x.as_ref(),
+            w.as_ref(),
+            &bias,
+            Activation::Tanh,
+            out.as_mut(),
+            par,
+        )
+        .unwrap();
+        let (mut grad_w, mut grad_b) = (Matrix::zeros(n_out, n_in), vec![0.0; n_out]);
+        let mut input_delta = Matrix::zeros(m, n_in);
+        let grads = DenseGrads {
+            weights: grad_w.as_mut(),
+            bias: &mut grad_b,
+            mode: GradMode::Overwrite,
+        };
+        dense_backward(
+            delta.as_ref(),
+            x.as_ref(),
+            w.as_ref(),
+            Activation::Sigmoid,
+            grads,
+            Some(input_delta.as_mut()),
+            par,
+        )
+        .unwrap();
+        vec![
+            out.into_vec(),
+            grad_w.into_vec(),
+            grad_b,
+            input_delta.into_vec(),
+        ]
+    })
+}
+
+#[test]
+fn results_thread_count_independent() {
+    let mut rng = ChaCha8Rng::seed_from_u64(4);
+    let (m, n_in, n_out) = (67, 97, 61);
+    let x = Matrix::from_fn(m, n_in, |_, _| rng.random_range(0.0..1.0));
+    let w = random(&mut rng, n_out, n_in);
+    let delta = random(&mut rng, m, n_out);
+
+    let one = run_in_pool(1, &x, &w, &delta);
+    for threads in [2, 3, 8] {
+        let many = run_in_pool(threads, &x, &w, &delta);
+        for (name, (a, b)) in ["output", "dW", "db", "input_delta"]
+            .iter()
+            .zip(one.iter().zip(&many))
+        {
+            let same = a.iter().zip(b).all(|(p, q)| p.to_bits() == q.to_bits());
+            assert!(same, "{name} differs with {threads} threads");
+        }
+    }
+}
+
+#[test]
+fn forward_errors_name_operand() {
+    let (x, w) = (Matrix::zeros(4, 3), Matrix::zeros(2, 3));
+    let mut out = Matrix::zeros(4, 2);
+    let par = Parallelism::Sequential;
+    let relu = Activation::Relu;
+
+    let w_bad = Matrix::zeros(2, 4);
+    let err = dense_forward(
+        x.as_ref(),
+        w_bad.as_ref(),
+        &[0.0; 2],
+        relu,
+        out.as_mut(),
+        par,
+    );
+    assert_eq!(
+        err.unwrap_err().to_string(),
+        "weights: expected 2 × 3, got 2 × 4"
+    );
+
+    let err = dense_forward(x.as_ref(), w.as_ref(), &[0.0; 3], relu, out.as_mut(), par);
+    assert_eq!(
+        err.unwrap_err().to_string(),
+        "bias: expected length 2, got 3"
+    );
+
+    let mut out_bad = Matrix::zeros(2, 4);
+    let err = dense_forward(
+        x.as_ref(),
+        w.as_ref(),
+        &[0.0; 2],
+        relu,
+        out_bad.as_mut(),
+        par,
+    );
+    assert_eq!(
+        err.unwrap_err().to_string(),
+        "output: expected 4 × 2, got 2 × 4"
+    );
+
+    let leaky = Activation::LeakyRelu { slope: f32::NAN };
+    let err = dense_forward(x.as_ref(), w.as_ref(), &[0.0; 2], leaky, out.as_mut(), par);
+    assert!(matches!(
+        err,
+        Err(Error::InvalidArgument {
+            operand: "activation",
+            ..
+        })
+    ));
+}
+
+#[test]
+fn backward_errors_name_operand() {
+    let (x, w, delta) = (
+        Matrix::zeros(4, 3),
+        Matrix::zeros(2, 3),
+        Matrix::zeros(4, 2),
+    );
+    let par = Parallelism::Sequential;
+    let identity = Activation::Identity;
+    let mut grad_w = Matrix::zeros(2, 3);
+    let mut grad_b = [0.0; 2];
+    let mut input_delta = Matrix::zeros(4, 3);
+    let call = |delta: MatRef,
+                w: MatRef,
+                activation: Activation,
+                grad_w: MatMut,
+                grad_b: &mut [f32],
+                input_delta: Option<MatMut>| {
+        let grads = DenseGrads {
+            weights: grad_w,
+            bias: grad_b,
+            mode: GradMode::Overwrite,
+        };
+        dense_backward(delta, x.as_ref(), w, activation, grads, input_delta, par)
+            .unwrap_err()
+            .to_string()
+    };
+
+    let w_bad = Matrix::zeros(2, 5);
+    let err = call(
+        delta.as_ref(),
+        w_bad.as_ref(),
+        identity,
+        grad_w.as_mut(),
+        &mut grad_b,
+        None,
+    );
+    assert_eq!(err, "weights: expected 2 × 3, got 2 × 5");
+
+    let delta_bad = Matrix::zeros(3, 2);
+    let err = call(
+        delta_bad.as_ref(),
+        w.as_ref(),
+        identity,
+        grad_w.as_mut(),
+        &mut grad_b,
+        None,
+    );
+    assert_eq!(err, "delta: expected 4 × 2, got 3 × 2");
+
+    let mut grad_w_bad = Matrix::zeros(3, 2);
+    let err = call(
+        delta.as_ref(),
+        w.as_ref(),
+        identity,
+        grad_w_bad.as_mut(),
+        &mut grad_b,
+        None,
+    );
+    assert_eq!(err, "grads.weights: expected 2 × 3, got 3 × 2");
+
+    let err = call(
+        delta.as_ref(),
+        w.as_ref(),
+        identity,
+        grad_w.as_mut(),
+        &mut [0.0; 3],
+        None,
+    );
+    assert_eq!(err, "grads.bias: expected length 2, got 3");
+
+    let mut input_delta_bad = Matrix::zeros(4, 2);
+    let err = call(
+        delta.as_ref(),
+        w.as_ref(),
+        identity,
+        grad_w.as_mut(),
+        &mut grad_b,
+        Some(input_delta_bad.as_mut()),
+    );
+    assert_eq!(err, "input_delta: expected 4 × 3, got 4 × 2");
+
+    let err = call(
+        delta.as_ref(),
+        w.as_ref(),
+        Activation::Softmax,
+        grad_w.as_mut(),
+        &mut grad_b,
+        Some(input_delta.as_mut()),
+    );
+    assert!(
+        err.starts_with("input_activation: softmax has no element-wise derivative"),
+        "{err}"
+    );
+
+    let leaky = Activation::LeakyRelu { slope: -1.0 };
+    let err = call(
+        delta.as_ref(),
+        w.as_ref(),
+        leaky,
+        grad_w.as_mut(),
+        &mut grad_b,
+        None,
+    );
+    assert!(
+        err.starts_with("input_activation: leaky ReLU slope -1"),
+        "{err}"
+    );
+}
