@@ -682,3 +682,31 @@ fn forward_and_predict_input_errors() {
     assert_eq!(net.forward(empty).unwrap().rows(), 0);
     assert!(net.predict(empty).unwrap().is_empty());
 }
+
+#[test]
+fn train_step_overflowing_logits_rejected() {
+    let weights = Matrix::from_vec(vec![f32::MAX, f32::MAX, 0.0, 0.0], 2, 2).unwrap();
+    let layer = Dense::from_parameters(weights, vec![0.0; 2], Activation::Softmax).unwrap();
+    let mut net = Sequential::new(vec![layer], Loss::SoftmaxCrossEntropy).unwrap();
+    let before = parameters(&net);
+    let x = MatRef::from_slice(&[0.5f32, 0.5, 1.0, 1.0], 2, 2).unwrap();
+    let mut adam = Adam::new(0.1);
+
+    let err = net
+        .train_step(x, Targets::Classes(&[0, 1]), &mut adam)
+        .unwrap_err();
+
+    assert!(
+        matches!(
+            err,
+            Error::InvalidValue {
+                operand: "logits",
+                row: 1,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(adam.steps(), 0);
+    assert_eq!(parameters(&net), before);
+}

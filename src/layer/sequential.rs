@@ -181,8 +181,8 @@ impl Sequential {
     /// one update by `optimizer`. Returns the batch's mean loss before the update.
     ///
     /// Afterwards each layer's [`grad_weights`](Dense::grad_weights) and
-    /// [`grad_bias`](Dense::grad_bias) hold this batch's gradients. Nothing is changed when
-    /// an error is returned.
+    /// [`grad_bias`](Dense::grad_bias) contain this batch's gradients. When an error is
+    /// returned, the parameters, the gradients and the optimiser's state are unchanged.
     ///
     /// # Errors
     ///
@@ -195,6 +195,8 @@ impl Sequential {
     ///   `[0, 1]`.
     /// - [`Error::InvalidArgument`] naming `targets` for class indices with a loss other
     ///   than softmax cross-entropy.
+    /// - [`Error::InvalidValue`] naming `logits` and the first row whose output-layer logit
+    ///   is not finite, which happens once the parameters have diverged.
     /// - [`Error::InvalidArgument`] from `optimizer` for a hyperparameter out of range.
     pub fn train_step<O: Optimizer + ?Sized>(
         &mut self,
@@ -206,12 +208,16 @@ impl Sequential {
         check_not_empty(x)?;
         self.check_input(x)?;
         check_targets(self.loss, targets, m, self.n_out())?;
-        optimizer.begin_step()?;
 
         self.workspace.reserve(&self.layers, m);
         self.forward_rows(x, true)?;
         let (logits, delta) = self.workspace.logits_and_delta(m);
         let loss = loss_and_delta(self.loss, logits, targets, delta)?;
+
+        // Every check has passed once the optimiser accepts its hyperparameters, so from here
+        // on nothing fails and the step changes the gradients, the parameters and the
+        // optimiser's state together.
+        optimizer.begin_step()?;
         self.backward(x)?;
 
         for (l, layer) in self.layers.iter_mut().enumerate() {
