@@ -124,6 +124,11 @@ impl Sequential {
     }
 
     /// Sets the threading of every kernel call. Results do not depend on it.
+    ///
+    /// With [`Parallelism::Rayon`], run the whole training loop inside one
+    /// `ThreadPool::install` to keep it free of allocation. Entering a pool from outside it,
+    /// which a call from a thread that is not one of its workers does, costs rayon one heap
+    /// block per 63 entries (its injector queue, crossbeam-deque 0.8).
     pub fn set_parallelism(&mut self, parallelism: Parallelism) {
         self.parallelism = parallelism;
     }
