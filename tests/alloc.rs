@@ -173,10 +173,10 @@ fn train_step_steady_state_allocates_nothing() {
     let mut sgd = Sgd::new(0.05).with_momentum(0.9);
     let x = wide_x.as_ref();
     let targets = Targets::Classes(&wide_classes);
-    // A fresh pool's workers allocate a few times in their first steals (crossbeam-epoch
-    // registers each thread and seals its first bags of deferred frees), so the loop warms up
-    // for RAYON_WARM_UP_STEPS steps first: 10 steps still left about a third of fresh pools
-    // allocating in the next 100, 50 steps left none of 30 pools allocating.
+    // A fresh pool's workers allocate a few times in their first steals, because
+    // crossbeam-epoch registers each thread and seals its first bags of deferred frees. So
+    // the loop warms up first. After 10 steps, a third of 30 fresh pools still allocated in
+    // the next 100 steps; after 50, none did.
     const RAYON_WARM_UP_STEPS: usize = 50;
     let count = pool.install(|| {
         for _ in 0..RAYON_WARM_UP_STEPS {
