@@ -11,8 +11,8 @@ use crate::error::Error;
 /// scale of the activations roughly constant from layer to layer.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum Init {
-    /// He (Kaiming) uniform, `bound = √(6 / n_in)`, for ReLU and leaky ReLU layers. This is
-    /// PyTorch's `kaiming_uniform_` with its ReLU gain of √2.
+    /// He (Kaiming) uniform, `bound = √2 · √(3 / n_in) = √(6 / n_in)`, for ReLU and leaky
+    /// ReLU layers: the gain √2 makes up for ReLU zeroing half of its inputs.
     #[default]
     HeUniform,
     /// Xavier (Glorot) uniform, `bound = √(6 / (n_in + n_out))`, for tanh, sigmoid and
