@@ -13,8 +13,9 @@ mod rows;
 
 use rows::{forward_rows, parameter_grads, propagate_rows};
 
-/// Below this many multiply-adds a call stays on the calling thread: splitting a smaller
-/// problem costs more in rayon task overhead (a few microseconds) than it saves.
+/// Below this many multiply-adds a call stays on the calling thread. 2^18 of them take
+/// tens of microseconds in these loops, against an estimated few microseconds to hand a
+/// task to another rayon thread, so a smaller problem gains little from a split.
 const MIN_PARALLEL_MULTIPLY_ADDS: usize = 1 << 18;
 
 /// Whether [`dense_backward`] replaces or adds to the gradients it writes.
@@ -84,7 +85,8 @@ pub fn dense_forward(
     Error::check_shape("output", Shape::new(m, n_out), output.shape())?;
     check_slope("activation", activation)?;
 
-    let tasks = task_count(par, m * n_in * n_out, m);
+    let multiply_adds = m.saturating_mul(n_in).saturating_mul(n_out);
+    let tasks = task_count(par, multiply_adds, m);
     for_each_row_block(output, 0, tasks, &|first_row, mut block| {
         let rows = block.rows();
         let block_input = input.submatrix(first_row, 0, rows, n_in)?;
@@ -178,7 +180,8 @@ pub fn dense_backward(
 
     // The gradients are split by output neuron: each task owns whole rows of `grad_weights`
     // and sums over every sample in the same order, so the split cannot change the result.
-    let tasks = task_count(par, m * n_in * n_out, n_out);
+    let multiply_adds = m.saturating_mul(n_in).saturating_mul(n_out);
+    let tasks = task_count(par, multiply_adds, n_out);
     let DenseGrads {
         weights: grad_weights,
         bias: grad_bias,
@@ -199,7 +202,7 @@ pub fn dense_backward(
     })?;
 
     if let Some(input_delta) = input_delta {
-        let tasks = task_count(par, m * n_in * n_out, m);
+        let tasks = task_count(par, multiply_adds, m);
         for_each_row_block(input_delta, 0, tasks, &|first_row, mut block| {
             let rows = block.rows();
             let block_delta = delta.submatrix(first_row, 0, rows, n_out)?;
