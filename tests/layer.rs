@@ -710,3 +710,29 @@ fn train_step_overflowing_logits_rejected() {
     assert_eq!(adam.steps(), 0);
     assert_eq!(parameters(&net), before);
 }
+
+#[test]
+fn evaluate_overflowing_logits_name_batch_row() {
+    let weights = Matrix::from_vec(vec![f32::MAX, f32::MAX, 0.0, 0.0], 2, 2).unwrap();
+    let layer = Dense::from_parameters(weights, vec![0.0; 2], Activation::Softmax).unwrap();
+    let mut net = Sequential::new(vec![layer], Loss::SoftmaxCrossEntropy).unwrap();
+    let small = MatRef::from_slice(&[0.0f32, 0.0], 1, 2).unwrap();
+    net.train_step(small, Targets::Classes(&[0]), &mut Sgd::new(0.0))
+        .unwrap();
+
+    // The buffers hold one row, so evaluate works row by row; row 2 overflows.
+    let x = MatRef::from_slice(&[0.0f32, 0.0, 0.5, 0.5, 1.0, 1.0], 3, 2).unwrap();
+    let err = net.evaluate(x, Targets::Classes(&[0, 0, 0])).unwrap_err();
+
+    assert!(
+        matches!(
+            err,
+            Error::InvalidValue {
+                operand: "logits",
+                row: 2,
+                ..
+            }
+        ),
+        "{err}"
+    );
+}

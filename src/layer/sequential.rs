@@ -287,7 +287,8 @@ impl Sequential {
 
             self.forward_rows(chunk, true)?;
             let (logits, delta) = self.workspace.logits_and_delta(rows);
-            let loss = loss_and_delta(self.loss, logits, chunk_targets, delta)?;
+            let loss = loss_and_delta(self.loss, logits, chunk_targets, delta)
+                .map_err(|err| shift_row(err, start))?;
             total_loss += f64::from(loss) * rows as f64;
 
             let mut outputs = self.workspace.last_output_mut(rows);
@@ -391,4 +392,21 @@ fn check_not_empty(x: MatRef<'_>) -> Result<(), Error> {
         });
     }
     Ok(())
+}
+
+/// Adds `offset` to the row of an [`Error::InvalidValue`] about a chunk that starts at row
+/// `offset` of the batch, so the error names the row of the batch.
+fn shift_row(err: Error, offset: usize) -> Error {
+    match err {
+        Error::InvalidValue {
+            operand,
+            row,
+            reason,
+        } => Error::InvalidValue {
+            operand,
+            row: row + offset,
+            reason,
+        },
+        other => other,
+    }
 }
