@@ -176,7 +176,17 @@ fn tolerance(k: usize) -> f64 {
 }
 
 fn network(hidden: Activation, loss: Loss, rng: &mut ChaCha8Rng) -> Sequential {
-    let last = WIDTHS.len() - 2;
+    network_of(&WIDTHS, hidden, loss, rng)
+}
+
+/// Builds a network `widths[0] → widths[1] → …` with `hidden` between layers.
+fn network_of(
+    widths: &[usize],
+    hidden: Activation,
+    loss: Loss,
+    rng: &mut ChaCha8Rng,
+) -> Sequential {
+    let last = widths.len() - 2;
     let layers = (0..=last)
         .map(|l| {
             let activation = if l == last {
@@ -185,8 +195,8 @@ fn network(hidden: Activation, loss: Loss, rng: &mut ChaCha8Rng) -> Sequential {
                 hidden
             };
             Dense::new(
-                WIDTHS[l],
-                WIDTHS[l + 1],
+                widths[l],
+                widths[l + 1],
                 activation,
                 Init::XavierUniform,
                 rng,
@@ -209,6 +219,14 @@ fn check_steps(
     targets: Targets,
 ) {
     let x = data.x.as_ref();
+    // The longest sum behind any checked value: over the batch for the gradients, over a
+    // layer's width for the errors passed down, once per layer.
+    let widest = net
+        .layers()
+        .iter()
+        .map(|layer| layer.n_in().max(layer.n_out()))
+        .max();
+    let k = (x.rows() + widest.unwrap_or(1)) * (net.layers().len() + 1);
     for step in 0..3 {
         let expected = reference_step(net, x, data.dense.as_ref());
         let mut expected_params: Vec<Vec<f64>> = Vec::new();
@@ -234,7 +252,6 @@ fn check_steps(
         );
         for (l, layer) in net.layers().iter().enumerate() {
             let (grad_weights, grad_bias) = &expected.grads[l];
-            let k = x.rows() * WIDTHS.len();
             assert_close(
                 &format!("{what}: layer {l} grad_weights"),
                 layer.grad_weights().to_matrix().as_slice(),
@@ -270,15 +287,17 @@ struct Batch {
 }
 
 fn batch(loss: Loss, rng: &mut ChaCha8Rng) -> Batch {
-    let n_out = WIDTHS[WIDTHS.len() - 1];
-    let x = Matrix::from_fn(BATCH, WIDTHS[0], |_, _| rng.random_range(-2.0..2.0));
-    let classes: Vec<usize> = (0..BATCH).map(|_| rng.random_range(0..n_out)).collect();
+    batch_of(BATCH, WIDTHS[0], WIDTHS[WIDTHS.len() - 1], loss, rng)
+}
+
+/// Draws `m` random samples of `n_in` features with targets for `n_out` outputs.
+fn batch_of(m: usize, n_in: usize, n_out: usize, loss: Loss, rng: &mut ChaCha8Rng) -> Batch {
+    let x = Matrix::from_fn(m, n_in, |_, _| rng.random_range(-2.0..2.0));
+    let classes: Vec<usize> = (0..m).map(|_| rng.random_range(0..n_out)).collect();
     let dense = match loss {
         Loss::SoftmaxCrossEntropy => reference::one_hot(&classes, n_out).unwrap(),
-        Loss::BinaryCrossEntropy => {
-            Matrix::from_fn(BATCH, n_out, |_, _| rng.random_range(0.0..1.0))
-        }
-        Loss::MeanSquaredError => Matrix::from_fn(BATCH, n_out, |_, _| rng.random_range(-1.0..1.0)),
+        Loss::BinaryCrossEntropy => Matrix::from_fn(m, n_out, |_, _| rng.random_range(0.0..1.0)),
+        Loss::MeanSquaredError => Matrix::from_fn(m, n_out, |_, _| rng.random_range(-1.0..1.0)),
     };
     Batch { x, classes, dense }
 }
@@ -373,5 +392,37 @@ fn train_step_adam_matches_reference() {
                 Targets::Dense(data.dense.as_ref()),
             );
         }
+    }
+}
+
+#[test]
+fn train_step_random_shapes_match_reference() {
+    let mut rng = ChaCha8Rng::seed_from_u64(34);
+    for case in 0..24 {
+        let depth = rng.random_range(1..=3);
+        let widths: Vec<usize> = (0..=depth).map(|_| rng.random_range(1..=13)).collect();
+        let m = rng.random_range(1..=17);
+        let loss = LOSSES[rng.random_range(0..LOSSES.len())];
+        let hidden = HIDDEN[rng.random_range(0..HIDDEN.len())];
+
+        let n_out = widths[widths.len() - 1];
+        let data = batch_of(m, widths[0], n_out, loss, &mut rng);
+        let mut net = network_of(&widths, hidden, loss, &mut rng);
+        let mut sgd = Sgd::new(0.2).with_momentum(0.5);
+        let mut expected = ReferenceSgd {
+            lr: 0.2,
+            momentum: 0.5,
+            nesterov: false,
+            weight_decay: 0.0,
+            velocity: Vec::new(),
+        };
+        check_steps(
+            &format!("case {case}: {widths:?}, m {m}, {loss:?}, hidden {hidden:?}"),
+            &mut net,
+            &mut sgd,
+            &mut expected,
+            &data,
+            Targets::Dense(data.dense.as_ref()),
+        );
     }
 }
