@@ -263,7 +263,7 @@ impl Sequential {
     ///
     /// The accuracy is the fraction of rows whose predicted class, as
     /// [`predict`](Sequential::predict) returns it, equals the target class. The target class
-    /// is the class index or, for a target matrix, the column of its largest value; a single
+    /// is the class index or, for a target matrix, the column of its largest value. A single
     /// column counts as class 1 when its value is at least 0.5. The batch is processed in
     /// chunks no larger than the buffers, so a large test set does not grow them.
     ///
