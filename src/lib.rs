@@ -47,5 +47,10 @@ pub mod reference;
 
 pub use activation::Activation;
 pub use error::{Error, Shape};
+pub use gemm::gemm;
+#[doc(hidden)]
+pub use gemm::{BlockSizes, PARALLEL_MIN_FLOPS, gemm_with_arch};
+#[doc(hidden)]
+pub use kernel::{Arch, peak_fma_loop};
 pub use matrix::{MatMut, MatRef, Matrix, RowsIter};
 pub use parallel::Parallelism;

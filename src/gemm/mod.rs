@@ -1,1 +1,182 @@
 //! Cache-blocked GEMM: blocking sizes, packing and the loop nest.
+
+mod blocking;
+mod buffer;
+mod nest;
+mod operand;
+mod pack;
+mod split;
+
+use crate::error::Error;
+use crate::kernel::{Arch, Beta, KernelSet};
+use crate::matrix::{MatMut, MatRef, gemm_dims};
+use crate::parallel::Parallelism;
+use operand::{Operand, OutOperand, Problem};
+
+#[doc(hidden)]
+/// Products below this many floating-point operations (`2·m·n·k`) run on the calling
+/// thread whatever the [`Parallelism`]: waking a sleeping rayon worker costs tens of
+/// microseconds, and `2²³` flops take about that long on one AVX-512 core.
+pub const PARALLEL_MIN_FLOPS: u64 = 1 << 23;
+
+/// Computes `C ← α·A·B + β·C` with a cache-blocked, SIMD kernel chosen for this CPU.
+///
+/// `a` is `m × k`, `b` is `k × n` and `c` is `m × n`. Transposes are views ([`MatRef::t`]),
+/// so `Aᵀ·B`, `A·Bᵀ` and `Aᵀ·Bᵀ` need no flags, and any strides work, zero and negative
+/// included, with no copy beyond the packing every product does.
+///
+/// BLAS semantics: with `β = 0`, `C` is never read, so NaN or garbage in it cannot reach the
+/// result; with `k = 0` or `α = 0`, `A` and `B` are not read and `C ← β·C`; an empty `m`
+/// or `n` returns at once.
+///
+/// The micro-kernel path (AVX-512F, AVX2+FMA or portable) is detected on the first call;
+/// the environment variable `DENSEGRAD_ARCH=avx512|avx2|portable` forces one. With
+/// [`Parallelism::Rayon`], products of at least 2²³ floating-point operations (`2·m·n·k`)
+/// split their output blocks across tasks of the current rayon pool (calling from inside a rayon task is fine),
+/// and the result is bitwise equal to the sequential one. Packing buffers are kept per
+/// thread, so a warm thread does not allocate.
+///
+/// ```
+/// use densegrad::{gemm, MatMut, MatRef, Parallelism};
+///
+/// let a = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]; // 2 × 3
+/// let b = [1.0, 0.0, 0.0, 1.0, 1.0, 1.0]; // 3 × 2
+/// let mut c = [f32::NAN; 4];
+/// gemm(
+///     1.0,
+///     MatRef::from_slice(&a, 2, 3)?,
+///     MatRef::from_slice(&b, 3, 2)?,
+///     0.0,
+///     MatMut::from_slice(&mut c, 2, 2)?,
+///     Parallelism::Sequential,
+/// )?;
+/// assert_eq!(c, [4.0, 5.0, 10.0, 11.0]);
+/// # Ok::<(), densegrad::Error>(())
+/// ```
+///
+/// # Errors
+///
+/// [`Error::ShapeMismatch`] naming `b` when `b.rows() != a.cols()`, or `c` when `c` is not
+/// `a.rows() × b.cols()`. Nothing is written then.
+pub fn gemm(
+    alpha: f32,
+    a: MatRef<'_>,
+    b: MatRef<'_>,
+    beta: f32,
+    c: MatMut<'_>,
+    par: Parallelism,
+) -> Result<(), Error> {
+    gemm_with_arch(Arch::selected(), alpha, a, b, beta, c, par)
+}
+
+/// [`gemm`] on a given micro-kernel path, for tests and benchmarks that compare paths in
+/// one process. A path the CPU lacks is replaced by the fastest supported one below it.
+///
+/// # Errors
+///
+/// As for [`gemm`].
+#[doc(hidden)]
+pub fn gemm_with_arch(
+    arch: Arch,
+    alpha: f32,
+    a: MatRef<'_>,
+    b: MatRef<'_>,
+    beta: f32,
+    mut c: MatMut<'_>,
+    par: Parallelism,
+) -> Result<(), Error> {
+    let (m, k, n) = gemm_dims(a, b, c.as_ref())?;
+    if m == 0 || n == 0 {
+        return Ok(());
+    }
+    if k == 0 || alpha == 0.0 {
+        scale(&mut c, beta);
+        return Ok(());
+    }
+
+    let mut problem = Problem {
+        m,
+        n,
+        k,
+        alpha,
+        beta: Beta::new(beta),
+        a: Operand::new(a),
+        b: Operand::new(b),
+        c: OutOperand::new(c),
+    };
+    // The micro-kernel writes columns of its tile with vector stores when C's columns are
+    // contiguous. A row-major C has contiguous rows, so compute Cᵀ = Bᵀ·Aᵀ instead.
+    if problem.c.col_stride == 1 && problem.c.row_stride != 1 {
+        problem = problem.t();
+    }
+
+    let kernels = KernelSet::for_arch(arch.or_supported_below());
+    let threads = thread_count(&problem, par);
+    // SAFETY: the path is supported (`or_supported_below`), and the problem was built from
+    // views whose shapes `gemm_dims` checked: `a` and `b` are borrowed for the call, and `c`
+    // is a unique borrow whose elements have distinct addresses (`MatMut` guarantees both).
+    unsafe { nest::run(&problem, kernels, threads) };
+    Ok(())
+}
+
+/// Tile and block sizes of one micro-kernel path on this CPU, in elements.
+#[doc(hidden)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BlockSizes {
+    /// Rows of a full micro-kernel tile.
+    pub mr: usize,
+    /// Columns of a full micro-kernel tile.
+    pub nr: usize,
+    /// Reduction depth of a packed panel.
+    pub kc: usize,
+    /// Rows of a packed A block.
+    pub mc: usize,
+    /// Columns of a packed B panel.
+    pub nc: usize,
+}
+
+impl BlockSizes {
+    /// The sizes [`gemm_with_arch`] uses for `arch` (after falling back to a supported
+    /// path), so tests can aim at every tile and block edge.
+    pub fn for_arch(arch: Arch) -> BlockSizes {
+        let kernels = KernelSet::for_arch(arch.or_supported_below());
+        let blocking = blocking::Blocking::for_kernels(kernels);
+        BlockSizes {
+            mr: kernels.mr(),
+            nr: kernels.nr,
+            kc: blocking.kc,
+            mc: blocking.mc,
+            nc: blocking.nc,
+        }
+    }
+}
+
+/// Number of rayon tasks for `problem`: 1 below [`PARALLEL_MIN_FLOPS`].
+fn thread_count(problem: &Problem, par: Parallelism) -> usize {
+    let flops = 2u64
+        .saturating_mul(problem.m as u64)
+        .saturating_mul(problem.n as u64)
+        .saturating_mul(problem.k as u64);
+    if flops < PARALLEL_MIN_FLOPS {
+        1
+    } else {
+        par.max_threads()
+    }
+}
+
+/// `C ← β·C`, without reading `C` when `β = 0`.
+fn scale(c: &mut MatMut<'_>, beta: f32) {
+    match Beta::new(beta) {
+        Beta::Zero => c.fill(0.0),
+        Beta::One => {}
+        Beta::Other(beta) => {
+            for i in 0..c.rows() {
+                for j in 0..c.cols() {
+                    if let Some(element) = c.get_mut(i, j) {
+                        *element *= beta;
+                    }
+                }
+            }
+        }
+    }
+}

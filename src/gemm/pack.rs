@@ -1,0 +1,72 @@
+//! Packing: copying a block of A or B into the contiguous micro-panel layout that the
+//! micro-kernel streams through. Packing reads through any strides, so transposed,
+//! strided and reversed operands cost no copy beyond this one.
+
+use super::operand::Operand;
+
+/// Packs the `rows × depth` block of `a` at (`row`, `col`) as one A micro-panel of
+/// `padded_rows` rows: element (i, p) goes to `dst[p·padded_rows + i]`, and rows
+/// `rows..padded_rows` are zero.
+///
+/// # Safety
+///
+/// The block lies inside `a`'s view, `rows ≤ padded_rows`, and `dst` is valid for
+/// `depth · padded_rows` writes.
+pub(crate) unsafe fn pack_a(
+    a: &Operand,
+    row: usize,
+    col: usize,
+    rows: usize,
+    depth: usize,
+    padded_rows: usize,
+    dst: *mut f32,
+) {
+    for p in 0..depth {
+        // SAFETY: `p < depth`, so the destination column is inside `dst`.
+        let dst_col = unsafe { dst.add(p * padded_rows) };
+        if a.row_stride == 1 {
+            // SAFETY: the column's `rows` elements are adjacent and inside the view, and the
+            // destination does not overlap the source (it is a packing buffer).
+            unsafe { std::ptr::copy_nonoverlapping(a.at(row, col + p), dst_col, rows) };
+        } else {
+            for i in 0..rows {
+                // SAFETY: (row + i, col + p) is inside the block, so inside the view.
+                unsafe { *dst_col.add(i) = *a.at(row + i, col + p) };
+            }
+        }
+        for i in rows..padded_rows {
+            // SAFETY: `i < padded_rows`, inside the destination column.
+            unsafe { *dst_col.add(i) = 0.0 };
+        }
+    }
+}
+
+/// Packs the `depth × cols` block of `b` at (`row`, `col`) as one B micro-panel: element
+/// (p, j) goes to `dst[p·cols + j]`.
+///
+/// # Safety
+///
+/// The block lies inside `b`'s view, and `dst` is valid for `depth · cols` writes.
+pub(crate) unsafe fn pack_b(
+    b: &Operand,
+    row: usize,
+    col: usize,
+    depth: usize,
+    cols: usize,
+    dst: *mut f32,
+) {
+    for p in 0..depth {
+        // SAFETY: `p < depth`, so the destination row is inside `dst`.
+        let dst_row = unsafe { dst.add(p * cols) };
+        if b.col_stride == 1 {
+            // SAFETY: the row's `cols` elements are adjacent and inside the view; the
+            // destination is a packing buffer, disjoint from the source.
+            unsafe { std::ptr::copy_nonoverlapping(b.at(row + p, col), dst_row, cols) };
+        } else {
+            for j in 0..cols {
+                // SAFETY: (row + p, col + j) is inside the block, so inside the view.
+                unsafe { *dst_row.add(j) = *b.at(row + p, col + j) };
+            }
+        }
+    }
+}
