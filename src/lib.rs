@@ -49,7 +49,7 @@ pub use activation::Activation;
 pub use error::{Error, Shape};
 pub use gemm::gemm;
 #[doc(hidden)]
-pub use gemm::{BlockSizes, PARALLEL_MIN_FLOPS, gemm_with_arch};
+pub use gemm::{BlockSizes, PARALLEL_MIN_FLOPS, Packing, gemm_with_arch, gemm_with_options};
 #[doc(hidden)]
 pub use kernel::{Arch, peak_fma_loop};
 pub use matrix::{MatMut, MatRef, Matrix, RowsIter};

@@ -3,9 +3,18 @@
 //! special cases, threads, and shape errors.
 
 use densegrad::{
-    Arch, BlockSizes, Error, MatMut, MatRef, Matrix, PARALLEL_MIN_FLOPS, Parallelism, Shape, gemm,
-    gemm_with_arch, reference,
+    Arch, BlockSizes, Error, MatMut, MatRef, Matrix, PARALLEL_MIN_FLOPS, Packing, Parallelism,
+    Shape, gemm, gemm_with_arch, gemm_with_options, reference,
 };
+
+/// Every dispatch path this CPU supports, each with small operands read in place (the
+/// default) and with every operand packed.
+fn paths() -> Vec<(Arch, Packing)> {
+    Arch::supported()
+        .into_iter()
+        .flat_map(|arch| [(arch, Packing::Auto), (arch, Packing::Always)])
+        .collect()
+}
 
 /// A small xorshift generator, so failures reproduce without a dependency.
 struct Rng(u64);
@@ -224,7 +233,7 @@ impl Case {
     }
 
     /// Runs the case on `arch` and compares with the reference.
-    fn check(self, arch: Arch, rng: &mut Rng) {
+    fn check(self, (arch, packing): (Arch, Packing), rng: &mut Rng) {
         let a = Input::new(rng, self.m, self.k, self.a_layout);
         let b = Input::new(rng, self.k, self.n, self.b_layout);
         let c_values: Vec<f32> = (0..self.m * self.n + 64).map(|_| rng.value()).collect();
@@ -236,8 +245,9 @@ impl Case {
         });
         let c_before = c.snapshot();
 
-        gemm_with_arch(
+        gemm_with_options(
             arch,
+            packing,
             self.alpha,
             a.view(),
             b.view(),
@@ -249,7 +259,7 @@ impl Case {
         reference::gemm(self.alpha, a.view(), b.view(), self.beta, expected.view())
             .expect("shapes match");
 
-        let context = format!("{arch:?} {self:?}");
+        let context = format!("{arch:?} {packing:?} {self:?}");
         assert_close(
             &context,
             &c.snapshot(),
@@ -286,7 +296,7 @@ const SCALARS: [f32; 4] = [0.0, 1.0, -0.5, 2.3];
 #[test]
 fn shapes_all_small() {
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
-    for arch in Arch::supported() {
+    for path in paths() {
         let mut index = 0usize;
         for m in 0..=20 {
             for n in 0..=20 {
@@ -300,7 +310,7 @@ fn shapes_all_small() {
                         beta: SCALARS[(index / 3) % 4],
                         ..Case::simple(m, k, n)
                     };
-                    case.check(arch, &mut rng);
+                    case.check(path, &mut rng);
                 }
             }
         }
@@ -310,8 +320,8 @@ fn shapes_all_small() {
 #[test]
 fn shapes_tile_and_block_edges() {
     let mut rng = Rng(0x2545_f491_4f6c_dd1d);
-    for arch in Arch::supported() {
-        let sizes = BlockSizes::for_arch(arch);
+    for path in paths() {
+        let sizes = BlockSizes::for_arch(path.0);
         let (mr, nr, kc, mc) = (sizes.mr, sizes.nr, sizes.kc, sizes.mc);
         let mut edges = vec![mr - 1, mr, mr + 1, nr - 1, nr, nr + 1, 127, 128, 129];
         edges.extend([2 * mr - 1, 2 * mr + 1, 3 * nr + 1]);
@@ -330,7 +340,7 @@ fn shapes_tile_and_block_edges() {
                     beta: 2.3,
                     ..Case::simple(m, k, n)
                 };
-                case.check(arch, &mut rng);
+                case.check(path, &mut rng);
             }
         }
         for depth in [kc - 1, kc, kc + 1, 2 * kc + 1] {
@@ -338,24 +348,24 @@ fn shapes_tile_and_block_edges() {
                 beta: -0.5,
                 ..Case::simple(19, depth, 21)
             }
-            .check(arch, &mut rng);
+            .check(path, &mut rng);
             Case {
                 c_variant: 0,
                 ..Case::simple(mr + 3, depth, nr + 2)
             }
-            .check(arch, &mut rng);
+            .check(path, &mut rng);
         }
         for rows in [mc - 1, mc, mc + 1] {
             Case {
                 c_variant: 1,
                 ..Case::simple(rows, 33, 2 * nr + 1)
             }
-            .check(arch, &mut rng);
+            .check(path, &mut rng);
             Case {
                 c_variant: 0,
                 ..Case::simple(2 * nr + 1, 33, rows)
             }
-            .check(arch, &mut rng);
+            .check(path, &mut rng);
         }
     }
 }
@@ -363,7 +373,7 @@ fn shapes_tile_and_block_edges() {
 #[test]
 fn transposes_all_four() {
     let mut rng = Rng(0x1234_5678_9abc_def1);
-    for arch in Arch::supported() {
+    for path in paths() {
         for (m, k, n) in [(37, 53, 29), (64, 64, 64), (5, 130, 97), (100, 3, 50)] {
             for a_layout in [Layout::RowMajor, Layout::ColMajor] {
                 for b_layout in [Layout::RowMajor, Layout::ColMajor] {
@@ -376,7 +386,7 @@ fn transposes_all_four() {
                             beta: 1.0,
                             ..Case::simple(m, k, n)
                         };
-                        case.check(arch, &mut rng);
+                        case.check(path, &mut rng);
                     }
                 }
             }
@@ -387,7 +397,7 @@ fn transposes_all_four() {
 #[test]
 fn strides_negative_zero_padded() {
     let mut rng = Rng(0x0ddb_a11c_afe0_f00d);
-    for arch in Arch::supported() {
+    for path in paths() {
         for a_layout in INPUT_LAYOUTS {
             for b_layout in INPUT_LAYOUTS {
                 for c_variant in 0..4 {
@@ -398,7 +408,7 @@ fn strides_negative_zero_padded() {
                         beta: -0.5,
                         ..Case::simple(45, 38, 51)
                     }
-                    .check(arch, &mut rng);
+                    .check(path, &mut rng);
                 }
             }
         }
@@ -408,7 +418,7 @@ fn strides_negative_zero_padded() {
 #[test]
 fn scalars_alpha_beta_grid() {
     let mut rng = Rng(0xfeed_beef_1234_0001);
-    for arch in Arch::supported() {
+    for path in paths() {
         for alpha in SCALARS {
             for beta in SCALARS {
                 for (m, k, n) in [(33, 20, 17), (1, 1, 1), (50, 70, 9)] {
@@ -418,7 +428,7 @@ fn scalars_alpha_beta_grid() {
                         c_variant: 2,
                         ..Case::simple(m, k, n)
                     }
-                    .check(arch, &mut rng);
+                    .check(path, &mut rng);
                 }
             }
         }
@@ -428,7 +438,7 @@ fn scalars_alpha_beta_grid() {
 #[test]
 fn shapes_tall_and_skinny() {
     let mut rng = Rng(0x5eed_0000_0000_0042);
-    for arch in Arch::supported() {
+    for path in paths() {
         for (m, k, n) in [
             (1, 4096, 1),
             (4096, 1, 64),
@@ -442,7 +452,7 @@ fn shapes_tall_and_skinny() {
                     beta: 1.0,
                     ..Case::simple(m, k, n)
                 }
-                .check(arch, &mut rng);
+                .check(path, &mut rng);
             }
         }
     }
@@ -660,7 +670,7 @@ fn oracle_matrixmultiply_sample() {
 
 /// Runs one product sequentially and with `par`, and returns both results.
 fn sequential_and_parallel(
-    arch: Arch,
+    (arch, packing): (Arch, Packing),
     m: usize,
     k: usize,
     n: usize,
@@ -672,7 +682,8 @@ fn sequential_and_parallel(
     let c0 = Matrix::from_fn(m, n, |_, _| rng.value());
     let run = |par| {
         let mut c = c0.clone();
-        gemm_with_arch(arch, 0.7, a.as_ref(), b.as_ref().t(), 1.3, c.as_mut(), par).unwrap();
+        let (a, b) = (a.as_ref(), b.as_ref().t());
+        gemm_with_options(arch, packing, 0.7, a, b, 1.3, c.as_mut(), par).unwrap();
         c
     };
     (run(Parallelism::Sequential), run(par))
@@ -693,21 +704,21 @@ fn threads_bitwise_equal_sequential() {
             "{m}x{k}x{n} would stay sequential"
         );
     }
-    for arch in Arch::supported() {
+    for path in paths() {
         for &(m, k, n) in &shapes {
             for par in [
                 Parallelism::Rayon(0),
                 Parallelism::Rayon(2),
                 Parallelism::Rayon(3),
             ] {
-                let (sequential, parallel) = sequential_and_parallel(arch, m, k, n, par);
+                let (sequential, parallel) = sequential_and_parallel(path, m, k, n, par);
                 assert!(
                     sequential
                         .as_slice()
                         .iter()
                         .map(|x| x.to_bits())
                         .eq(parallel.as_slice().iter().map(|x| x.to_bits())),
-                    "{arch:?} {m}x{k}x{n} {par:?} differs from sequential"
+                    "{path:?} {m}x{k}x{n} {par:?} differs from sequential"
                 );
             }
         }
@@ -721,12 +732,12 @@ fn threads_nested_in_rayon_tasks() {
         .num_threads(2)
         .build()
         .unwrap();
-    let arch = Arch::selected();
-    let (expected, _) = sequential_and_parallel(arch, 150, 200, 180, Parallelism::Sequential);
+    let path = (Arch::selected(), Packing::Always);
+    let (expected, _) = sequential_and_parallel(path, 150, 200, 180, Parallelism::Sequential);
     let results: Vec<Matrix> = pool.install(|| {
         (0..6)
             .into_par_iter()
-            .map(|_| sequential_and_parallel(arch, 150, 200, 180, Parallelism::Rayon(0)).1)
+            .map(|_| sequential_and_parallel(path, 150, 200, 180, Parallelism::Rayon(0)).1)
             .collect()
     });
     for result in results {

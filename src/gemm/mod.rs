@@ -82,6 +82,36 @@ pub fn gemm_with_arch(
     a: MatRef<'_>,
     b: MatRef<'_>,
     beta: f32,
+    c: MatMut<'_>,
+    par: Parallelism,
+) -> Result<(), Error> {
+    gemm_with_options(arch, Packing::Auto, alpha, a, b, beta, c, par)
+}
+
+/// Whether small operands may be read in place instead of packed.
+#[doc(hidden)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Packing {
+    /// Read operands smaller than half of L2 in place when their layout allows it.
+    Auto,
+    /// Pack every operand, so tests reach the packing code with small shapes.
+    Always,
+}
+
+/// [`gemm_with_arch`] with a choice of [`Packing`].
+///
+/// # Errors
+///
+/// As for [`gemm`].
+#[doc(hidden)]
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_with_options(
+    arch: Arch,
+    packing: Packing,
+    alpha: f32,
+    a: MatRef<'_>,
+    b: MatRef<'_>,
+    beta: f32,
     mut c: MatMut<'_>,
     par: Parallelism,
 ) -> Result<(), Error> {
@@ -115,7 +145,7 @@ pub fn gemm_with_arch(
     // SAFETY: the path is supported (`or_supported_below`), and the problem was built from
     // views whose shapes `gemm_dims` checked: `a` and `b` are borrowed for the call, and `c`
     // is a unique borrow whose elements have distinct addresses (`MatMut` guarantees both).
-    unsafe { nest::run(&problem, kernels, threads) };
+    unsafe { nest::run(&problem, kernels, packing, threads) };
     Ok(())
 }
 

@@ -11,6 +11,7 @@ use std::ops::Range;
 
 use rayon::prelude::*;
 
+use super::Packing;
 use super::blocking::{Blocking, CacheSizes};
 use super::buffer::{PACKED_A, PACKED_B, with_buffer};
 use super::operand::Problem;
@@ -18,8 +19,9 @@ use super::pack::{pack_a, pack_b};
 use super::split::EvenSplit;
 use crate::kernel::{Beta, Epilogue, KernelSet, TileArgs};
 
-/// Fraction of L2 up to which an operand that already has the micro-kernel's layout (A
-/// with contiguous columns, B with contiguous rows) is read in place instead of packed.
+/// Fraction of L2 up to which an operand is read in place instead of packed: A when its
+/// columns are contiguous, B with any strides (the micro-kernel broadcasts B's elements
+/// one by one, so it can follow any column stride).
 /// Small operands then skip the copy, which would cost a large share of a small product;
 /// larger ones are packed, because their rows lie far apart in memory and a packed panel
 /// keeps the micro-kernel's reads within a few pages and cache sets.
@@ -48,21 +50,35 @@ enum BPanel {
     /// Packed: micro-panel `j..j + w` starts at `ptr + depth·j` and has `w` elements per
     /// row.
     Packed { ptr: SharedPtr, depth: usize },
-    /// Read in place: element (p, j) of the panel is at `ptr + p·row_stride + j`.
-    Direct { ptr: SharedPtr, row_stride: isize },
+    /// Read in place: element (p, j) of the panel is at `ptr + p·row_stride + j·col_stride`.
+    Direct {
+        ptr: SharedPtr,
+        row_stride: isize,
+        col_stride: isize,
+    },
 }
 
 impl BPanel {
-    /// Start and row stride of the micro-panel of columns `cols` (relative to the panel).
-    fn micro_panel(self, cols: &Range<usize>) -> (*const f32, isize) {
+    /// Start, row stride and column stride of the micro-panel of columns `cols` (relative
+    /// to the panel).
+    fn micro_panel(self, cols: &Range<usize>) -> (*const f32, isize, isize) {
         match self {
             BPanel::Packed { ptr, depth } => (
                 ptr.get().wrapping_add(depth * cols.start).cast_const(),
                 cols.len() as isize,
+                1,
             ),
-            BPanel::Direct { ptr, row_stride } => {
-                (ptr.get().wrapping_add(cols.start).cast_const(), row_stride)
-            }
+            BPanel::Direct {
+                ptr,
+                row_stride,
+                col_stride,
+            } => (
+                ptr.get()
+                    .wrapping_offset(cols.start as isize * col_stride)
+                    .cast_const(),
+                row_stride,
+                col_stride,
+            ),
         }
     }
 }
@@ -74,7 +90,7 @@ struct Nest<'a> {
     blocking: Blocking,
     /// Read A in place: its columns are contiguous and it is small.
     direct_a: bool,
-    /// Read B in place: its rows are contiguous and it is small.
+    /// Read B in place: it is small.
     direct_b: bool,
 }
 
@@ -98,15 +114,23 @@ struct PanelStep {
 /// `kernels` is for a path this CPU supports, and `problem` describes views that are valid
 /// for the whole call: `a` is `m × k`, `b` is `k × n`, and `c` is `m × n` with distinct
 /// element addresses and no other live borrow.
-pub(crate) unsafe fn run(problem: &Problem, kernels: &'static KernelSet, threads: usize) {
-    let direct_limit = (CacheSizes::detected().l2 as f64 * DIRECT_OPERAND_L2_SHARE) as usize;
+pub(crate) unsafe fn run(
+    problem: &Problem,
+    kernels: &'static KernelSet,
+    packing: Packing,
+    threads: usize,
+) {
+    let direct_limit = match packing {
+        Packing::Auto => (CacheSizes::detected().l2 as f64 * DIRECT_OPERAND_L2_SHARE) as usize,
+        Packing::Always => 0,
+    };
     let bytes = |rows: usize, cols: usize| rows.saturating_mul(cols) * size_of::<f32>();
     let nest = Nest {
         problem,
         kernels,
         blocking: Blocking::for_kernels(kernels),
-        direct_a: problem.a.row_stride == 1 && bytes(problem.m, problem.k) <= direct_limit,
-        direct_b: problem.b.col_stride == 1 && bytes(problem.k, problem.n) <= direct_limit,
+        direct_a: problem.a.row_stride == 1 && bytes(problem.m, problem.k) < direct_limit,
+        direct_b: bytes(problem.k, problem.n) < direct_limit,
     };
     let Blocking { kc, nc, .. } = nest.blocking;
 
@@ -132,6 +156,7 @@ pub(crate) unsafe fn run(problem: &Problem, kernels: &'static KernelSet, threads
                 let panel = BPanel::Direct {
                     ptr: SharedPtr(ptr.cast_mut()),
                     row_stride: problem.b.row_stride,
+                    col_stride: problem.b.col_stride,
                 };
                 // SAFETY: the caller's contract; the panel lies inside B.
                 unsafe { nest.multiply_panel(&step, panel, threads) };
@@ -274,7 +299,7 @@ impl Nest<'_> {
 
                 for tile in tiles.clone() {
                     let cols = step.col_tiles.part(tile);
-                    let (b, b_k_stride) = panel.micro_panel(&cols);
+                    let (b, b_k_stride, b_col_stride) = panel.micro_panel(&cols);
                     for t in 0..row_tiles.parts() {
                         let (start, padded, valid) = row_tile(t);
                         let (a, a_k_stride) = if packs(t) {
@@ -293,6 +318,7 @@ impl Nest<'_> {
                             a_k_stride,
                             b,
                             b_k_stride,
+                            b_col_stride,
                             // SAFETY: the tile's first element is inside C.
                             c: unsafe { problem.c.at(ic + start, step.jc + cols.start) },
                             c_row_stride: problem.c.row_stride,

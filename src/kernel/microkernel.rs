@@ -26,10 +26,12 @@ pub(crate) struct TileArgs {
     pub a: *const f32,
     /// Distance in elements between consecutive `p` in the A micro-panel.
     pub a_k_stride: isize,
-    /// Element (p, j) of the B micro-panel is at `b + p·b_k_stride + j`.
+    /// Element (p, j) of the B micro-panel is at `b + p·b_k_stride + j·b_col_stride`.
     pub b: *const f32,
     /// Distance in elements between consecutive `p` in the B micro-panel.
     pub b_k_stride: isize,
+    /// Distance in elements between consecutive `j` in the B micro-panel: 1 when packed.
+    pub b_col_stride: isize,
     /// Element (0, 0) of the C tile.
     pub c: *mut f32,
     /// Distance in elements between rows of C.
@@ -98,19 +100,30 @@ impl Epilogue {
 
 /// Computes the `MV·WIDTH × NR` tile `A·B` over `k` and writes it through the epilogue.
 ///
+/// `UNIT_B_COLS` compiles the common case `b_col_stride == 1` (packed B, or B read in
+/// place with contiguous rows) with constant offsets; otherwise the stride is read from
+/// `t`, which lets small operands of any layout skip packing.
+///
 /// # Safety
 ///
 /// - The CPU supports `L`'s instruction set (the `#[target_feature]` wrapper that inlines
 ///   this body is only called after run-time detection).
 /// - For every `p < k`, the `MV · WIDTH` elements at `a + p·a_k_stride` and the `NR`
-///   elements at `b + p·b_k_stride` are readable.
+///   elements at `b + p·b_k_stride + j·b_col_stride` are readable, and
+///   `b_col_stride == 1` when `UNIT_B_COLS`.
 /// - `rows ≤ MV · WIDTH`, `cols ≤ NR`, and the `rows × cols` block of C at `c` with the
 ///   given strides is writable, has distinct addresses and is not borrowed elsewhere.
 #[inline(always)]
-pub(crate) unsafe fn tile_body<L: Lane, const MV: usize, const NR: usize>(
+pub(crate) unsafe fn tile_body<
+    L: Lane,
+    const MV: usize,
+    const NR: usize,
+    const UNIT_B_COLS: bool,
+>(
     t: &TileArgs,
     epilogue: Epilogue,
 ) {
+    let b_col_stride = if UNIT_B_COLS { 1 } else { t.b_col_stride };
     // SAFETY (all constructors below): the caller guarantees support for `L`.
     let mut acc = [[unsafe { L::zero() }; MV]; NR];
     let mut a = t.a;
@@ -121,7 +134,7 @@ pub(crate) unsafe fn tile_body<L: Lane, const MV: usize, const NR: usize>(
         let a_col: [L; MV] = core::array::from_fn(|v| unsafe { L::load(a.add(v * L::WIDTH)) });
         for (j, acc_col) in acc.iter_mut().enumerate() {
             // SAFETY: the caller guarantees that this row of the B micro-panel is readable.
-            let b_pj = unsafe { L::splat(*b.add(j)) };
+            let b_pj = unsafe { L::splat(*b.offset(j as isize * b_col_stride)) };
             for (acc_v, a_v) in acc_col.iter_mut().zip(a_col) {
                 *acc_v = a_v.mul_add(b_pj, *acc_v);
             }

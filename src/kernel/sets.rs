@@ -10,13 +10,14 @@ use super::microkernel::{Epilogue, TileArgs, tile_body};
 /// A compiled micro-kernel of one tile size.
 type TileFn = unsafe fn(&TileArgs, Epilogue);
 
-/// Builds `&[&[TileFn]]` indexed by `[vectors - 1][cols - 1]`.
+/// Builds `&[&[TileFn]]` indexed by `[vectors - 1][cols - 1]`, for B micro-panels with
+/// unit column stride (`true`) or any column stride (`false`).
 macro_rules! tile_table {
-    ($kernel:ident; [$($mv:literal),*]; $nr:tt) => {
-        &[$(tile_table!(@row $kernel; $mv; $nr)),*]
+    ($kernel:ident; $unit:literal; [$($mv:literal),*]; $nr:tt) => {
+        &[$(tile_table!(@row $kernel; $unit; $mv; $nr)),*]
     };
-    (@row $kernel:ident; $mv:literal; [$($nr:literal),*]) => {
-        &[$($kernel::<$mv, $nr> as TileFn),*]
+    (@row $kernel:ident; $unit:literal; $mv:literal; [$($nr:literal),*]) => {
+        &[$($kernel::<$mv, $nr, $unit> as TileFn),*]
     };
 }
 
@@ -28,7 +29,10 @@ pub(crate) struct KernelSet {
     pub max_vectors: usize,
     /// Columns per full tile.
     pub nr: usize,
-    tiles: &'static [&'static [TileFn]],
+    /// Kernels for B micro-panels with unit column stride, by `[vectors - 1][cols - 1]`.
+    unit_b_tiles: &'static [&'static [TileFn]],
+    /// Kernels for B micro-panels with any column stride.
+    strided_b_tiles: &'static [&'static [TileFn]],
 }
 
 impl KernelSet {
@@ -65,7 +69,12 @@ impl KernelSet {
         debug_assert!((1..=self.max_vectors).contains(&vectors));
         debug_assert!((1..=self.nr).contains(&t.cols));
         debug_assert!(t.rows <= vectors * self.lane_width);
-        let kernel = self.tiles[vectors - 1][t.cols - 1];
+        let tiles = if t.b_col_stride == 1 {
+            self.unit_b_tiles
+        } else {
+            self.strided_b_tiles
+        };
+        let kernel = tiles[vectors - 1][t.cols - 1];
         // SAFETY: the caller upholds the kernel's contract, and the CPU supports the path.
         unsafe { kernel(t, epilogue) }
     }
@@ -78,15 +87,19 @@ static PORTABLE: KernelSet = KernelSet {
     lane_width: 8,
     max_vectors: 1,
     nr: 6,
-    tiles: tile_table!(portable_tile; [1]; [1, 2, 3, 4, 5, 6]),
+    unit_b_tiles: tile_table!(portable_tile; true; [1]; [1, 2, 3, 4, 5, 6]),
+    strided_b_tiles: tile_table!(portable_tile; false; [1]; [1, 2, 3, 4, 5, 6]),
 };
 
 /// # Safety
 ///
 /// The contract of [`tile_body`]; the portable path runs on every CPU.
-unsafe fn portable_tile<const MV: usize, const NR: usize>(t: &TileArgs, epilogue: Epilogue) {
+unsafe fn portable_tile<const MV: usize, const NR: usize, const UNIT_B_COLS: bool>(
+    t: &TileArgs,
+    epilogue: Epilogue,
+) {
     // SAFETY: `wide` lanes need no run-time feature; the caller upholds the rest.
-    unsafe { tile_body::<WideF32x8, MV, NR>(t, epilogue) }
+    unsafe { tile_body::<WideF32x8, MV, NR, UNIT_B_COLS>(t, epilogue) }
 }
 
 /// AVX2: `16 × 6` tiles, 12 accumulators plus two A vectors and a broadcast in the 16 YMM
@@ -96,7 +109,8 @@ static AVX2: KernelSet = KernelSet {
     lane_width: 8,
     max_vectors: 2,
     nr: 6,
-    tiles: tile_table!(avx2_tile; [1, 2]; [1, 2, 3, 4, 5, 6]),
+    unit_b_tiles: tile_table!(avx2_tile; true; [1, 2]; [1, 2, 3, 4, 5, 6]),
+    strided_b_tiles: tile_table!(avx2_tile; false; [1, 2]; [1, 2, 3, 4, 5, 6]),
 };
 
 /// # Safety
@@ -104,9 +118,12 @@ static AVX2: KernelSet = KernelSet {
 /// The CPU supports AVX2 and FMA, and the contract of [`tile_body`] holds.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn avx2_tile<const MV: usize, const NR: usize>(t: &TileArgs, epilogue: Epilogue) {
+unsafe fn avx2_tile<const MV: usize, const NR: usize, const UNIT_B_COLS: bool>(
+    t: &TileArgs,
+    epilogue: Epilogue,
+) {
     // SAFETY: the caller guarantees AVX2 and FMA, and the rest of the contract.
-    unsafe { tile_body::<Avx2F32x8, MV, NR>(t, epilogue) }
+    unsafe { tile_body::<Avx2F32x8, MV, NR, UNIT_B_COLS>(t, epilogue) }
 }
 
 /// AVX-512: `48 × 8` tiles, 24 accumulators plus three A vectors and a broadcast in the 32
@@ -117,7 +134,8 @@ static AVX512: KernelSet = KernelSet {
     lane_width: 16,
     max_vectors: 3,
     nr: 8,
-    tiles: tile_table!(avx512_tile; [1, 2, 3]; [1, 2, 3, 4, 5, 6, 7, 8]),
+    unit_b_tiles: tile_table!(avx512_tile; true; [1, 2, 3]; [1, 2, 3, 4, 5, 6, 7, 8]),
+    strided_b_tiles: tile_table!(avx512_tile; false; [1, 2, 3]; [1, 2, 3, 4, 5, 6, 7, 8]),
 };
 
 /// # Safety
@@ -125,7 +143,10 @@ static AVX512: KernelSet = KernelSet {
 /// The CPU supports AVX-512F, and the contract of [`tile_body`] holds.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn avx512_tile<const MV: usize, const NR: usize>(t: &TileArgs, epilogue: Epilogue) {
+unsafe fn avx512_tile<const MV: usize, const NR: usize, const UNIT_B_COLS: bool>(
+    t: &TileArgs,
+    epilogue: Epilogue,
+) {
     // SAFETY: the caller guarantees AVX-512F, and the rest of the contract.
-    unsafe { tile_body::<Avx512F32x16, MV, NR>(t, epilogue) }
+    unsafe { tile_body::<Avx512F32x16, MV, NR, UNIT_B_COLS>(t, epilogue) }
 }
