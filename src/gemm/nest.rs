@@ -27,6 +27,11 @@ use crate::kernel::{Beta, Epilogue, KernelSet, TileArgs};
 /// keeps the micro-kernel's reads within a few pages and cache sets.
 const DIRECT_OPERAND_L2_SHARE: f64 = 0.5;
 
+/// Largest number of `mr`-row tiles up to which B is read in place whatever its size.
+/// Each B micro-panel is then used by at most this many micro-kernel calls, so packing it,
+/// one pass of reads and writes, costs more than the strided reads it saves.
+const DIRECT_B_MAX_ROWS_PER_MR: usize = 4;
+
 /// A pointer to a packing buffer that the tasks of one call share; each task writes only
 /// its own micro-panels, and all tasks read after the writes have joined.
 #[derive(Clone, Copy)]
@@ -130,7 +135,8 @@ pub(crate) unsafe fn run(
         kernels,
         blocking: Blocking::for_kernels(kernels),
         direct_a: problem.a.row_stride == 1 && bytes(problem.m, problem.k) < direct_limit,
-        direct_b: bytes(problem.k, problem.n) < direct_limit,
+        direct_b: bytes(problem.k, problem.n) < direct_limit
+            || (packing == Packing::Auto && problem.m <= DIRECT_B_MAX_ROWS_PER_MR * kernels.mr()),
     };
     let Blocking { kc, nc, .. } = nest.blocking;
 
@@ -259,9 +265,14 @@ impl Nest<'_> {
         let problem = self.problem;
         let depth = step.depth;
 
-        let mut ic = rows.start;
-        while ic < rows.end {
-            let block_rows = self.blocking.mc.min(rows.end - ic);
+        // Even `mc` blocks in units of `mr`: 256 rows with mc = 240 become 144 + 112, not
+        // 240 + 16.
+        let mr = self.kernels.mr();
+        let blocks = EvenSplit::by_max_len(rows.len().div_ceil(mr), self.blocking.mc / mr);
+        for block in 0..blocks.parts() {
+            let units = blocks.part(block);
+            let ic = rows.start + units.start * mr;
+            let block_rows = (units.len() * mr).min(rows.end - ic);
             let vectors = block_rows.div_ceil(width);
             let row_tiles = EvenSplit::by_max_len(vectors, max_vectors);
 
@@ -334,7 +345,6 @@ impl Nest<'_> {
                     }
                 }
             });
-            ic += block_rows;
         }
     }
 }
