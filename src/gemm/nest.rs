@@ -224,8 +224,10 @@ impl Nest<'_> {
     ///
     /// The contract of [`run`], and `panel` holds the step's B panel.
     unsafe fn multiply_panel(&self, step: &PanelStep, panel: BPanel, threads: usize) {
-        let mr = self.kernels.mr();
-        let row_units = self.problem.m.div_ceil(mr);
+        // Rows split in whole vectors: 256 rows on two tasks become 128 + 128, where
+        // whole `mr` tiles would give 144 + 112.
+        let width = self.kernels.lane_width;
+        let row_units = self.problem.m.div_ceil(width);
         let col_units = step.col_tiles.parts();
         let (row_tasks, col_tasks) = choose_grid(threads, row_units, col_units);
 
@@ -233,7 +235,7 @@ impl Nest<'_> {
         let col_split = EvenSplit::into_parts(col_units, col_tasks);
         let task = |index: usize| {
             let units = row_split.part(index / col_tasks);
-            let rows = units.start * mr..(units.end * mr).min(self.problem.m);
+            let rows = units.start * width..(units.end * width).min(self.problem.m);
             let tiles = col_split.part(index % col_tasks);
             // SAFETY: tasks cover disjoint blocks of C: distinct row ranges or distinct
             // column tiles. The rest is the caller's contract.
@@ -349,7 +351,7 @@ impl Nest<'_> {
     }
 }
 
-/// Chooses how many tasks split the rows (in units of `mr`) and the columns (in
+/// Chooses how many tasks split the rows (in vectors) and the columns (in
 /// micro-panels) of a panel: the grid of at most `threads` tasks with the best product of
 /// load balance and thread use. Ties go to more row tasks, which share the packed B panel
 /// without packing any A block twice.
