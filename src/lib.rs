@@ -3,7 +3,7 @@
 //! `densegrad` provides the pieces that backpropagation through a feed-forward network spends
 //! its time in: a cache-blocked SGEMM whose SIMD micro-kernel is chosen at run time for the
 //! CPU, activations and their derivatives, and numerically stable losses. Every optimised
-//! kernel is pinned in tests to a slow, obviously correct twin in [`reference`].
+//! kernel is pinned in tests to a slow, obviously correct twin in [`reference`](mod@reference).
 //!
 //! # Conventions
 //!

@@ -30,7 +30,7 @@ const DIRECT_OPERAND_L2_SHARE: f64 = 0.5;
 /// Largest number of `mr`-row tiles up to which B is read in place whatever its size.
 /// Each B micro-panel is then used by at most this many micro-kernel calls, so packing it,
 /// one pass of reads and writes, costs more than the strided reads it saves.
-const DIRECT_B_MAX_ROWS_PER_MR: usize = 4;
+const DIRECT_B_MAX_ROWS_PER_MR: usize = 8;
 
 /// A pointer to a packing buffer that the tasks of one call share; each task writes only
 /// its own micro-panels, and all tasks read after the writes have joined.

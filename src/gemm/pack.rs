@@ -55,7 +55,18 @@ pub(crate) unsafe fn pack_b(
     cols: usize,
     dst: *mut f32,
 ) {
-    for p in 0..depth {
+    let mut first_p = 0;
+    if b.row_stride == 1 && cols == TRANSPOSE_BLOCK {
+        // Columns are contiguous: transpose 8 × 8 blocks in registers instead of gathering
+        // one element at a time.
+        while first_p + TRANSPOSE_BLOCK <= depth {
+            // SAFETY: the block's rows `first_p..first_p + 8` lie inside the micro-panel.
+            unsafe { transpose_block(b, row + first_p, col, dst.add(first_p * cols)) };
+            first_p += TRANSPOSE_BLOCK;
+        }
+    }
+
+    for p in first_p..depth {
         // SAFETY: `p < depth`, so the destination row is inside `dst`.
         let dst_row = unsafe { dst.add(p * cols) };
         if b.col_stride == 1 {
@@ -68,6 +79,29 @@ pub(crate) unsafe fn pack_b(
                 unsafe { *dst_row.add(j) = *b.at(row + p, col + j) };
             }
         }
+    }
+}
+
+/// Side of the square blocks that [`pack_b`] transposes when B's columns are contiguous.
+const TRANSPOSE_BLOCK: usize = 8;
+
+/// Writes the 8 × 8 block of `b` at (`row`, `col`), whose columns are contiguous, to `dst`
+/// row by row: element (p, j) goes to `dst[p·8 + j]`.
+///
+/// # Safety
+///
+/// The block lies inside `b`'s view, `b.row_stride == 1`, and `dst` is valid for 64 writes.
+#[inline(always)]
+unsafe fn transpose_block(b: &Operand, row: usize, col: usize, dst: *mut f32) {
+    const N: usize = TRANSPOSE_BLOCK;
+    let columns: [[f32; N]; N] = core::array::from_fn(|j| {
+        // SAFETY: column `col + j` of the block is N adjacent elements inside the view.
+        unsafe { b.at(row, col + j).cast::<[f32; N]>().read_unaligned() }
+    });
+    for p in 0..N {
+        let dst_row: [f32; N] = core::array::from_fn(|j| columns[j][p]);
+        // SAFETY: row `p < N` of the destination block is inside `dst`.
+        unsafe { dst.add(p * N).cast::<[f32; N]>().write_unaligned(dst_row) };
     }
 }
 
