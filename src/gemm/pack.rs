@@ -98,6 +98,9 @@ unsafe fn transpose_block(b: &Operand, row: usize, col: usize, dst: *mut f32) {
         // SAFETY: column `col + j` of the block is N adjacent elements inside the view.
         unsafe { b.at(row, col + j).cast::<[f32; N]>().read_unaligned() }
     });
+    // `p` indexes the inner arrays, which clippy's suggested iterator over the outer
+    // array cannot express.
+    #[allow(clippy::needless_range_loop)]
     for p in 0..N {
         let dst_row: [f32; N] = core::array::from_fn(|j| columns[j][p]);
         // SAFETY: row `p < N` of the destination block is inside `dst`.
