@@ -17,7 +17,9 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::measurement::WallTime;
-use criterion::{BenchmarkGroup, Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{
+    BenchmarkGroup, Criterion, SamplingMode, Throughput, criterion_group, criterion_main,
+};
 use densegrad::{Arch, MatMut, MatRef, Parallelism, peak_fma_loop};
 
 /// Square sizes, then layer shapes (m × k × n) of dense networks.
@@ -34,6 +36,9 @@ const SHAPES: [(usize, usize, usize); 11] = [
     (4096, 4096, 256),
     (1024, 1024, 64),
 ];
+
+/// Products from this many floating-point operations on use flat sampling.
+const FLAT_SAMPLING_MIN_FLOPS: u64 = 1 << 30;
 
 /// Operand layouts: `C = A·B`, `C = Aᵀ·B` and `C = A·Bᵀ`.
 #[derive(Clone, Copy)]
@@ -227,6 +232,13 @@ fn sgemm(c: &mut Criterion) {
         for op in Op::ALL {
             let mut problem = Problem::new(m, k, n, op);
             group.throughput(Throughput::Elements(problem.flops()));
+            // Products of a GFLOP or more take tens of milliseconds: flat sampling runs
+            // each of the 10 samples the same few iterations instead of a ramp of up to 10.
+            group.sampling_mode(if problem.flops() >= FLAT_SAMPLING_MIN_FLOPS {
+                SamplingMode::Flat
+            } else {
+                SamplingMode::Auto
+            });
             let id =
                 |name: &str, threads: usize| format!("{}/{m}x{k}x{n}/{name}/{threads}t", op.name());
             for threads in [1, 2] {
