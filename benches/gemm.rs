@@ -6,7 +6,7 @@
 //! `elem/s` reads as FLOP/s. Every operand is a row-major `Vec<f32>`; `atb` stores A as
 //! `k × m` and multiplies its transpose, `abt` stores B as `n × k`.
 //!
-//! Run everything (about 10 minutes on 2 cores), or pass a filter:
+//! Run everything (about 15 minutes on 2 cores), or pass a filter:
 //!
 //! ```text
 //! cargo bench --features peers --bench gemm
@@ -101,7 +101,7 @@ impl Problem {
         2 * (self.m * self.k * self.n) as u64
     }
 
-    /// A as `m × k`: stored `m × k`, or `k × m` for `atb`.
+    /// Returns A as `m × k`, stored `m × k`, or `k × m` for `atb`.
     fn a(&self) -> Strided {
         let (m, k) = (self.m as isize, self.k as isize);
         let (row_stride, col_stride) = match self.op {
@@ -115,7 +115,7 @@ impl Problem {
         }
     }
 
-    /// B as `k × n`: stored `k × n`, or `n × k` for `abt`.
+    /// Returns B as `k × n`, stored `k × n`, or `n × k` for `abt`.
     fn b(&self) -> Strided {
         let (k, n) = (self.k as isize, self.n as isize);
         let (row_stride, col_stride) = match self.op {
@@ -215,9 +215,8 @@ impl Problem {
     }
 }
 
-/// Short measurements, so that the full matrix of shapes, ops, peers and threads fits in
-/// about ten minutes; medians over 10 samples are stable to a few percent on a quiet
-/// machine.
+/// Sets short measurements, so that the full matrix of shapes, ops, peers and threads fits
+/// in about fifteen minutes.
 fn configure(group: &mut BenchmarkGroup<'_, WallTime>) {
     group
         .warm_up_time(Duration::from_millis(500))

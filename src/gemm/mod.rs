@@ -26,7 +26,7 @@ pub const PARALLEL_MIN_FLOPS: u64 = 1 << 23;
 /// included, with no copy beyond the packing every product does.
 ///
 /// BLAS semantics: with `β = 0`, `C` is never read, so NaN or garbage in it cannot reach the
-/// result; with `k = 0` or `α = 0`, `A` and `B` are not read and `C ← β·C`; an empty `m`
+/// result. With `k = 0` or `α = 0`, `A` and `B` are not read and `C ← β·C`. An empty `m`
 /// or `n` returns at once.
 ///
 /// The micro-kernel path (AVX-512F, AVX2+FMA or portable) is detected on the first call;
@@ -134,13 +134,14 @@ pub fn gemm_with_options(
         b: Operand::new(b),
         c: OutOperand::new(c),
     };
-    // The micro-kernel writes columns of its tile with vector stores when C's columns are
-    // contiguous. A row-major C has contiguous rows, so compute Cᵀ = Bᵀ·Aᵀ instead.
-    if problem.c.col_stride == 1 && problem.c.row_stride != 1 {
-        problem = problem.t();
+    let kernels = KernelSet::for_arch(arch.or_supported_below());
+    let transposed = problem.t();
+    if orientation_cost(&transposed, kernels, packing)
+        < orientation_cost(&problem, kernels, packing)
+    {
+        problem = transposed;
     }
 
-    let kernels = KernelSet::for_arch(arch.or_supported_below());
     let threads = thread_count(&problem, par);
     // SAFETY: the path is supported (`or_supported_below`), and the problem was built from
     // views whose shapes `gemm_dims` checked: `a` and `b` are borrowed for the call, and `c`
@@ -166,8 +167,8 @@ pub struct BlockSizes {
 }
 
 impl BlockSizes {
-    /// The sizes [`gemm_with_arch`] uses for `arch` (after falling back to a supported
-    /// path), so tests can aim at every tile and block edge.
+    /// Returns the sizes that [`gemm_with_arch`] uses for `arch` (after falling back to a
+    /// supported path), so tests can aim at every tile and block edge.
     pub fn for_arch(arch: Arch) -> BlockSizes {
         let kernels = KernelSet::for_arch(arch.or_supported_below());
         let blocking = blocking::Blocking::for_kernels(kernels);
@@ -179,6 +180,38 @@ impl BlockSizes {
             nc: blocking.nc,
         }
     }
+}
+
+/// Estimates the element moves that `problem`, computed as given, spends outside the
+/// micro-kernel's FMAs, to choose between computing `C` and `Cᵀ = Bᵀ·Aᵀ`.
+///
+/// Packing an operand costs one move per element, or two when it must be transposed on the
+/// way (A without contiguous columns, B without contiguous rows). A `C` without contiguous
+/// columns goes through the scalar staging path, about four moves per element and `kc`
+/// block. The weights are estimates from the instruction counts of those loops.
+fn orientation_cost(problem: &Problem, kernels: &KernelSet, packing: Packing) -> u64 {
+    const GATHER_WEIGHT: u64 = 2;
+    const STAGED_STORE_WEIGHT: u64 = 4;
+
+    let direct = nest::DirectOperands::choose(problem, kernels, packing);
+    let (m, n, k) = (problem.m as u64, problem.n as u64, problem.k as u64);
+    let a_cost = match (direct.a, problem.a.row_stride == 1) {
+        (true, _) => 0,
+        (false, true) => m * k,
+        (false, false) => GATHER_WEIGHT * m * k,
+    };
+    let b_cost = match (direct.b, problem.b.col_stride == 1) {
+        (true, _) => 0,
+        (false, true) => k * n,
+        (false, false) => GATHER_WEIGHT * k * n,
+    };
+    let c_cost = if problem.c.row_stride == 1 {
+        0
+    } else {
+        let kc_blocks = k.div_ceil(blocking::Blocking::for_kernels(kernels).kc as u64);
+        STAGED_STORE_WEIGHT * m * n * kc_blocks
+    };
+    a_cost.saturating_add(b_cost).saturating_add(c_cost)
 }
 
 /// Number of rayon tasks for `problem`: 1 below [`PARALLEL_MIN_FLOPS`].

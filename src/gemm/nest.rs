@@ -1,11 +1,15 @@
 //! The Goto/BLIS loop nest around the micro-kernel, and its split across rayon tasks.
 //!
-//! Loops, outermost first: `jc` over `nc`-wide column panels of B and C; `pc` over
-//! `kc`-deep slices of the reduction, packing the `kc × nc` B panel; `ic` over `mc`-tall row
-//! blocks of A, packing the `mc × kc` A block; then the B micro-panels (`nr` wide) and the
-//! A micro-panels (`mr` tall) that each micro-kernel call multiplies. Threads split the
-//! output rows and columns of each panel, never the reduction, so every element of C sees
-//! the same sequence of operations whatever the number of threads.
+//! The loops, outermost first:
+//! - `jc` over `nc`-wide column panels of B and C;
+//! - `pc` over `kc`-deep slices of the reduction, packing the `kc × nc` B panel;
+//! - `ic` over `mc`-tall row blocks of A, packing the `mc × kc` A block;
+//! - the B micro-panels (`nr` wide), then the A micro-panels (`mr` tall), one micro-kernel
+//!   call per pair.
+//!
+//! Threads split the output rows and columns of each panel, never the reduction. Every
+//! element of C therefore sees the same sequence of operations whatever the number of
+//! threads.
 
 use std::ops::Range;
 
@@ -19,37 +23,70 @@ use super::pack::{pack_a, pack_b};
 use super::split::EvenSplit;
 use crate::kernel::{Beta, Epilogue, KernelSet, TileArgs};
 
-/// Fraction of L2 up to which an operand is read in place instead of packed: A when its
-/// columns are contiguous, B with any strides (the micro-kernel broadcasts B's elements
-/// one by one, so it can follow any column stride).
-/// Small operands then skip the copy, which would cost a large share of a small product;
-/// larger ones are packed, because their rows lie far apart in memory and a packed panel
+/// Fraction of L2 below which an operand is read in place instead of packed. A qualifies
+/// when its columns are contiguous, and B with any strides, because the micro-kernel
+/// broadcasts B's elements one by one.
+///
+/// Small operands then skip the copy, which would cost a large share of a small product.
+/// Larger ones are packed, because their rows lie far apart in memory, and a packed panel
 /// keeps the micro-kernel's reads within a few pages and cache sets.
 const DIRECT_OPERAND_L2_SHARE: f64 = 0.5;
 
-/// Largest number of `mr`-row tiles up to which B is read in place whatever its size.
-/// Each B micro-panel is then used by at most this many micro-kernel calls, so packing it,
-/// one pass of reads and writes, costs more than the strided reads it saves.
-const DIRECT_B_MAX_ROWS_PER_MR: usize = 8;
+/// Maximum number of `mr`-row tiles in A for which B is read in place whatever its size.
+/// Each B micro-panel then serves at most this many micro-kernel calls, so packing it (a
+/// full pass of reads and writes) costs more than the strided reads it saves. The value 8
+/// was chosen by timing 1024×1024×64, 256×784×128 and 4096×4096×256 against the `gemm`
+/// crate on one AVX-512 machine.
+const DIRECT_B_MAX_ROW_TILES: usize = 8;
 
-/// A pointer to a packing buffer that the tasks of one call share; each task writes only
-/// its own micro-panels, and all tasks read after the writes have joined.
+/// Which operands of a problem the micro-kernels read in place instead of packed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct DirectOperands {
+    pub a: bool,
+    pub b: bool,
+}
+
+impl DirectOperands {
+    /// Chooses for `problem`: A when its columns are contiguous and it is small, B when it
+    /// is small or A has few row tiles. [`Packing::Always`] packs both.
+    pub(crate) fn choose(
+        problem: &Problem,
+        kernels: &KernelSet,
+        packing: Packing,
+    ) -> DirectOperands {
+        if packing == Packing::Always {
+            return DirectOperands { a: false, b: false };
+        }
+        let direct_limit = (CacheSizes::detected().l2 as f64 * DIRECT_OPERAND_L2_SHARE) as usize;
+        let bytes = |rows: usize, cols: usize| rows.saturating_mul(cols) * size_of::<f32>();
+        DirectOperands {
+            a: problem.a.row_stride == 1 && bytes(problem.m, problem.k) < direct_limit,
+            b: bytes(problem.k, problem.n) < direct_limit
+                || problem.m <= DIRECT_B_MAX_ROW_TILES * kernels.mr(),
+        }
+    }
+}
+
+/// A pointer into an operand or a packing buffer that the tasks of one call share. Each
+/// task writes only its own micro-panels, and tasks read only after the writes have
+/// joined.
 #[derive(Clone, Copy)]
 struct SharedPtr(*mut f32);
 
-// SAFETY: see the type's documentation; the buffer outlives the parallel region.
+// SAFETY: see the type's documentation. The memory outlives the parallel region.
 unsafe impl Send for SharedPtr {}
 // SAFETY: as above.
 unsafe impl Sync for SharedPtr {}
 
 impl SharedPtr {
-    /// The pointer. A method, so closures capture the whole `Sync` wrapper, not the field.
+    /// Returns the pointer. Closures that call this method capture the whole `Sync`
+    /// wrapper rather than its field.
     fn get(self) -> *mut f32 {
         self.0
     }
 }
 
-/// Where the micro-kernels find the current `kc × nc` panel of B.
+/// Location of the current `kc × nc` panel of B.
 #[derive(Clone, Copy)]
 enum BPanel {
     /// Packed: micro-panel `j..j + w` starts at `ptr + depth·j` and has `w` elements per
@@ -125,18 +162,16 @@ pub(crate) unsafe fn run(
     packing: Packing,
     threads: usize,
 ) {
-    let direct_limit = match packing {
-        Packing::Auto => (CacheSizes::detected().l2 as f64 * DIRECT_OPERAND_L2_SHARE) as usize,
-        Packing::Always => 0,
-    };
-    let bytes = |rows: usize, cols: usize| rows.saturating_mul(cols) * size_of::<f32>();
+    let DirectOperands {
+        a: direct_a,
+        b: direct_b,
+    } = DirectOperands::choose(problem, kernels, packing);
     let nest = Nest {
         problem,
         kernels,
         blocking: Blocking::for_kernels(kernels),
-        direct_a: problem.a.row_stride == 1 && bytes(problem.m, problem.k) < direct_limit,
-        direct_b: bytes(problem.k, problem.n) < direct_limit
-            || (packing == Packing::Auto && problem.m <= DIRECT_B_MAX_ROWS_PER_MR * kernels.mr()),
+        direct_a,
+        direct_b,
     };
     let Blocking { kc, nc, .. } = nest.blocking;
 
@@ -169,7 +204,7 @@ pub(crate) unsafe fn run(
             } else {
                 with_buffer(&PACKED_B, depth * width, |buffer| {
                     let ptr = SharedPtr(buffer.as_mut_ptr());
-                    // SAFETY: the buffer holds `depth · width` elements.
+                    // SAFETY: the buffer has room for `depth · width` elements.
                     unsafe { nest.pack_panel(&step, ptr, threads) };
                     let panel = BPanel::Packed { ptr, depth };
                     // SAFETY: the caller's contract; the panel is packed.
@@ -222,7 +257,7 @@ impl Nest<'_> {
     ///
     /// # Safety
     ///
-    /// The contract of [`run`], and `panel` holds the step's B panel.
+    /// The contract of [`run`], and `panel` contains the step's B panel.
     unsafe fn multiply_panel(&self, step: &PanelStep, panel: BPanel, threads: usize) {
         // Rows split in whole vectors: 256 rows on two tasks become 128 + 128, where
         // whole `mr` tiles would give 144 + 112.

@@ -25,8 +25,9 @@ impl Arch {
     /// The path that [`gemm`](crate::gemm) uses: the fastest one this CPU supports, or the
     /// one `DENSEGRAD_ARCH` names. Detected on the first call and cached.
     ///
-    /// A name the CPU cannot run falls back to the fastest supported path below it, and an
-    /// unknown name to the fastest path; both print one warning to standard error.
+    /// A path the CPU cannot run falls back to the fastest supported path below it, and an
+    /// unknown name falls back to the fastest path. Both print one warning to standard
+    /// error.
     pub fn selected() -> Arch {
         static SELECTED: OnceLock<Arch> = OnceLock::new();
         *SELECTED.get_or_init(|| {

@@ -3,16 +3,16 @@
 //!
 //! Each instruction set instantiates this body with its own [`Lane`] type and tile sizes, so
 //! the paths cannot drift apart. Element (i, j) of the tile is always the same chain of
-//! fused multiply-adds over `p = 0..k` followed by the same epilogue arithmetic, wherever the
-//! tile sits and whatever its size, which is what makes threaded results bitwise equal to
-//! sequential ones.
+//! fused multiply-adds over `p = 0..k`, followed by the same epilogue arithmetic, wherever
+//! the tile sits and whatever its size. This is what makes threaded results bitwise equal
+//! to sequential ones.
 
 use super::lane::Lane;
 
 /// The widest lane of any path, in `f32` elements; sizes the staging buffer of edge tiles.
 const MAX_LANE_WIDTH: usize = 16;
-/// The most vectors in any path's full tile (AVX-512: 3 × 8); sizes the spill buffer of
-/// edge tiles.
+/// Maximum number of vectors in any path's full tile (AVX-512: 3 × 8), which sizes the
+/// spill buffer of edge tiles.
 const MAX_TILE_VECTORS: usize = 24;
 
 /// Operands of one micro-kernel call.
@@ -72,13 +72,13 @@ impl Beta {
 /// while it is still in registers.
 ///
 /// Later fused layer kernels extend this type (bias, activation) instead of copying the
-/// kernel; every such step must stay element-wise, so that a tile's position does not
+/// kernel. Every such step must stay element-wise, so that a tile's position does not
 /// change its results.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub(crate) struct Epilogue {
     /// The scale `α` of the product.
     pub alpha: f32,
-    /// How the existing `C` enters the result.
+    /// Scaling of the existing `C`.
     pub beta: Beta,
 }
 
@@ -101,8 +101,8 @@ impl Epilogue {
 /// Computes the `MV·WIDTH × NR` tile `A·B` over `k` and writes it through the epilogue.
 ///
 /// `UNIT_B_COLS` compiles the common case `b_col_stride == 1` (packed B, or B read in
-/// place with contiguous rows) with constant offsets; otherwise the stride is read from
-/// `t`, which lets small operands of any layout skip packing.
+/// place with contiguous rows) with constant offsets. Otherwise the stride is read from
+/// `t`, so B can be read in place whatever its layout.
 ///
 /// # Safety
 ///
@@ -124,6 +124,8 @@ pub(crate) unsafe fn tile_body<
     epilogue: Epilogue,
 ) {
     let b_col_stride = if UNIT_B_COLS { 1 } else { t.b_col_stride };
+    prefetch_c_tile::<L, MV, NR>(t);
+
     // SAFETY (all constructors below): the caller guarantees support for `L`.
     let mut acc = [[unsafe { L::zero() }; MV]; NR];
     let mut a = t.a;
@@ -149,9 +151,44 @@ pub(crate) unsafe fn tile_body<
     unsafe { store_tile::<L, MV, NR>(&acc, t, epilogue) }
 }
 
+/// Asks the CPU to bring a full tile of C with contiguous columns into cache while the
+/// reduction runs, so that the epilogue's loads and stores do not wait for memory.
+/// Edge tiles and other strides are left to the hardware prefetcher.
+#[inline(always)]
+fn prefetch_c_tile<L: Lane, const MV: usize, const NR: usize>(t: &TileArgs) {
+    if t.c_row_stride != 1 || t.rows != MV * L::WIDTH || t.cols != NR {
+        return;
+    }
+    for j in 0..NR {
+        let column = t.c.wrapping_offset(j as isize * t.c_col_stride);
+        for line in (0..MV * L::WIDTH).step_by(CACHE_LINE_F32) {
+            prefetch(column.wrapping_add(line));
+        }
+        // A column that does not start on a cache line ends in one more line.
+        prefetch(column.wrapping_add(MV * L::WIDTH - 1));
+    }
+}
+
+/// `f32` elements per 64-byte cache line.
+const CACHE_LINE_F32: usize = 16;
+
+/// Hints that the cache line containing `ptr` will be used soon. Never faults and never
+/// changes memory, so any address is allowed.
+#[inline(always)]
+fn prefetch(ptr: *const f32) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: PREFETCHT0 is part of SSE, which every x86-64 CPU has, and a prefetch never
+    // faults whatever the address.
+    unsafe {
+        core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(ptr.cast());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = ptr;
+}
+
 /// Writes the accumulated tile into C through the epilogue.
 ///
-/// Full tiles with contiguous columns use vector loads and stores; edge tiles and other
+/// Full tiles with contiguous columns use vector loads and stores. Edge tiles and other
 /// strides go through a staging buffer, with the same vector arithmetic per element.
 ///
 /// # Safety
@@ -189,7 +226,7 @@ unsafe fn store_tile<L: Lane, const MV: usize, const NR: usize>(
     let mut spilled = [[0.0f32; MAX_LANE_WIDTH]; MAX_TILE_VECTORS];
     for (j, acc_col) in acc.iter().enumerate() {
         for (v, acc_v) in acc_col.iter().enumerate() {
-            // SAFETY: each spill slot holds MAX_LANE_WIDTH ≥ WIDTH elements.
+            // SAFETY: each spill slot has room for MAX_LANE_WIDTH ≥ WIDTH elements.
             unsafe { acc_v.store(spilled[j * MV + v].as_mut_ptr()) };
         }
     }
@@ -207,7 +244,7 @@ unsafe fn store_tile<L: Lane, const MV: usize, const NR: usize>(
                 t.c.wrapping_offset(offset)
             };
 
-            // SAFETY: the spill slot holds WIDTH elements written above.
+            // SAFETY: the spill slot contains WIDTH elements written above.
             let acc_v = unsafe { L::load(spilled[j * MV + v].as_ptr()) };
             let mut staging = [0.0f32; MAX_LANE_WIDTH];
             let out = epilogue.combine(alpha, acc_v, || {
@@ -215,7 +252,7 @@ unsafe fn store_tile<L: Lane, const MV: usize, const NR: usize>(
                     // SAFETY: row `first_row + i < rows` and column `j < cols` lie in C.
                     *slot = unsafe { *c_at(i) };
                 }
-                // SAFETY: the staging buffer holds MAX_LANE_WIDTH ≥ WIDTH elements.
+                // SAFETY: the staging buffer has room for MAX_LANE_WIDTH ≥ WIDTH elements.
                 unsafe { L::load(staging.as_ptr()) }
             });
             // SAFETY: as above.

@@ -59,11 +59,12 @@ impl KernelSet {
     ///
     /// # Safety
     ///
-    /// `self` came from [`KernelSet::for_arch`] with a path the CPU supports;
-    /// `1 ≤ vectors ≤ max_vectors`, `1 ≤ t.cols ≤ nr`, `t.rows ≤ vectors · lane_width`, and
-    /// `t` satisfies the contract of the micro-kernel body: `vectors · lane_width` rows of
-    /// the A micro-panel and `t.cols` elements of each B micro-panel row are readable for
-    /// every `p < t.k`, and the `rows × cols` block of C is writable and unaliased.
+    /// - `self` came from [`KernelSet::for_arch`] with a path the CPU supports.
+    /// - `1 ≤ vectors ≤ max_vectors`, `1 ≤ t.cols ≤ nr` and `t.rows ≤ vectors · lane_width`.
+    /// - `t` satisfies the contract of the micro-kernel body: for every `p < t.k`,
+    ///   `vectors · lane_width` rows of the A micro-panel and `t.cols` elements of the B
+    ///   micro-panel row are readable, and the `rows × cols` block of C is writable and
+    ///   unaliased.
     #[inline]
     pub(crate) unsafe fn run(&self, vectors: usize, t: &TileArgs, epilogue: Epilogue) {
         debug_assert!((1..=self.max_vectors).contains(&vectors));
