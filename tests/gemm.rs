@@ -7,8 +7,8 @@ use densegrad::{
     Shape, gemm, gemm_with_arch, gemm_with_options, reference,
 };
 
-/// Every dispatch path this CPU supports, each with small operands read in place (the
-/// default) and with every operand packed.
+/// Returns every dispatch path this CPU supports, each with small operands read in place
+/// (the default) and with every operand packed.
 fn paths() -> Vec<(Arch, Packing)> {
     Arch::supported()
         .into_iter()

@@ -11,7 +11,7 @@ use libfuzzer_sys::fuzz_target;
 /// small enough for thousands of runs per second.
 const MAX_DIM: usize = 80;
 
-/// How an input operand is laid out in its slice.
+/// Layout of an input operand in its slice.
 #[derive(Arbitrary, Debug, Clone, Copy)]
 struct Layout {
     /// Store the transpose and view it through `.t()`.
@@ -39,7 +39,8 @@ struct Input {
     seed: u32,
 }
 
-/// A `rows × cols` view over a fresh slice, laid out as `layout` says.
+/// Creates a slice for a `rows × cols` operand laid out as `layout` describes, and returns
+/// it with the view's offset, row stride and column stride.
 fn operand(
     rows: usize,
     cols: usize,

@@ -91,20 +91,55 @@ const TRANSPOSE_BLOCK: usize = 8;
 /// # Safety
 ///
 /// The block lies inside `b`'s view, `b.row_stride == 1`, and `dst` is valid for 64 writes.
+#[cfg(target_arch = "x86_64")]
 #[inline(always)]
 unsafe fn transpose_block(b: &Operand, row: usize, col: usize, dst: *mut f32) {
-    const N: usize = TRANSPOSE_BLOCK;
-    let columns: [[f32; N]; N] = core::array::from_fn(|j| {
-        // SAFETY: column `col + j` of the block is N adjacent elements inside the view.
-        unsafe { b.at(row, col + j).cast::<[f32; N]>().read_unaligned() }
-    });
-    // `p` indexes the inner arrays, which clippy's suggested iterator over the outer
-    // array cannot express.
-    #[allow(clippy::needless_range_loop)]
-    for p in 0..N {
-        let dst_row: [f32; N] = core::array::from_fn(|j| columns[j][p]);
-        // SAFETY: row `p < N` of the destination block is inside `dst`.
-        unsafe { dst.add(p * N).cast::<[f32; N]>().write_unaligned(dst_row) };
+    use core::arch::x86_64::{
+        _mm_loadu_ps, _mm_movehl_ps, _mm_movelh_ps, _mm_storeu_ps, _mm_unpackhi_ps, _mm_unpacklo_ps,
+    };
+
+    // Four 4 × 4 transposes with SSE, which every x86-64 CPU has.
+    for first_col in [0, 4] {
+        for first_p in [0, 4] {
+            // SAFETY: columns `col + first_col + j` have 4 adjacent elements from row
+            // `row + first_p` inside the view, and the 4 destination rows of 4 elements lie
+            // inside the 64-element block at `dst`. SSE is part of the x86-64 baseline.
+            unsafe {
+                let load = |j: usize| _mm_loadu_ps(b.at(row + first_p, col + first_col + j));
+                let (c0, c1, c2, c3) = (load(0), load(1), load(2), load(3));
+                let low01 = _mm_unpacklo_ps(c0, c1);
+                let low23 = _mm_unpacklo_ps(c2, c3);
+                let high01 = _mm_unpackhi_ps(c0, c1);
+                let high23 = _mm_unpackhi_ps(c2, c3);
+                let rows = [
+                    _mm_movelh_ps(low01, low23),
+                    _mm_movehl_ps(low23, low01),
+                    _mm_movelh_ps(high01, high23),
+                    _mm_movehl_ps(high23, high01),
+                ];
+                for (q, dst_row) in rows.into_iter().enumerate() {
+                    let at = (first_p + q) * TRANSPOSE_BLOCK + first_col;
+                    _mm_storeu_ps(dst.add(at), dst_row);
+                }
+            }
+        }
+    }
+}
+
+/// Writes the 8 × 8 block of `b` at (`row`, `col`) to `dst` row by row: element (p, j) goes
+/// to `dst[p·8 + j]`.
+///
+/// # Safety
+///
+/// The block lies inside `b`'s view, and `dst` is valid for 64 writes.
+#[cfg(not(target_arch = "x86_64"))]
+#[inline(always)]
+unsafe fn transpose_block(b: &Operand, row: usize, col: usize, dst: *mut f32) {
+    for p in 0..TRANSPOSE_BLOCK {
+        for j in 0..TRANSPOSE_BLOCK {
+            // SAFETY: (row + p, col + j) is inside the block, and `p·8 + j < 64`.
+            unsafe { *dst.add(p * TRANSPOSE_BLOCK + j) = *b.at(row + p, col + j) };
+        }
     }
 }
 
