@@ -21,22 +21,49 @@ pub(crate) unsafe fn pack_a(
     padded_rows: usize,
     dst: *mut f32,
 ) {
-    for p in 0..depth {
-        // SAFETY: `p < depth`, so the destination column is inside `dst`.
-        let dst_col = unsafe { dst.add(p * padded_rows) };
-        if a.row_stride == 1 {
-            // SAFETY: the column's `rows` elements are adjacent and inside the view, and the
-            // destination is a packing buffer with room for `padded_rows ≥ rows`.
-            unsafe { copy_short(a.at(row, col + p), dst_col, rows) };
-        } else {
-            for i in 0..rows {
-                // SAFETY: (row + i, col + p) is inside the block, so inside the view.
-                unsafe { *dst_col.add(i) = *a.at(row + i, col + p) };
+    // SAFETY (every pointer below): (row + i, col + p) with `i < rows` and `p < depth` is
+    // inside the block, so inside the view, and `p·padded_rows + i` with
+    // `i < padded_rows` is inside `dst`.
+    let dst_at = |i: usize, p: usize| unsafe { dst.add(p * padded_rows + i) };
+    let src_at = |i: usize, p: usize| unsafe { a.at(row + i, col + p) };
+
+    let mut first_p = 0;
+    if a.row_stride == 1 {
+        for p in 0..depth {
+            // SAFETY: the column's `rows` elements are adjacent and inside the view, and
+            // the destination has room for `padded_rows ≥ rows`.
+            unsafe { copy_short(src_at(0, p), dst_at(0, p), rows) };
+        }
+        first_p = depth;
+    } else if a.col_stride == 1 {
+        // Rows are contiguous: transpose 4 × 4 blocks in registers.
+        let (full_rows, full_depth) = (round_down(rows), round_down(depth));
+        for p in (0..full_depth).step_by(TRANSPOSE_SIDE) {
+            for i in (0..full_rows).step_by(TRANSPOSE_SIDE) {
+                // SAFETY: source line `s` is row `i + s` from column `p`, and destination
+                // line `q` is column `p + q` from row `i`; each has 4 elements in range.
+                unsafe { transpose_4x4(|s| src_at(i + s, p), |q| dst_at(i, p + q)) };
+            }
+            for i in full_rows..rows {
+                for q in p..p + TRANSPOSE_SIDE {
+                    // SAFETY: see the closures.
+                    unsafe { *dst_at(i, q) = *src_at(i, q) };
+                }
             }
         }
+        first_p = full_depth;
+    }
+    for p in first_p..depth {
+        for i in 0..rows {
+            // SAFETY: see the closures.
+            unsafe { *dst_at(i, p) = *src_at(i, p) };
+        }
+    }
+
+    for p in 0..depth {
         for i in rows..padded_rows {
-            // SAFETY: `i < padded_rows`, inside the destination column.
-            unsafe { *dst_col.add(i) = 0.0 };
+            // SAFETY: see the closures.
+            unsafe { *dst_at(i, p) = 0.0 };
         }
     }
 }
@@ -55,90 +82,99 @@ pub(crate) unsafe fn pack_b(
     cols: usize,
     dst: *mut f32,
 ) {
-    let mut first_p = 0;
-    if b.row_stride == 1 && cols == TRANSPOSE_BLOCK {
-        // Columns are contiguous: transpose 8 × 8 blocks in registers instead of gathering
-        // one element at a time.
-        while first_p + TRANSPOSE_BLOCK <= depth {
-            // SAFETY: the block's rows `first_p..first_p + 8` lie inside the micro-panel.
-            unsafe { transpose_block(b, row + first_p, col, dst.add(first_p * cols)) };
-            first_p += TRANSPOSE_BLOCK;
-        }
-    }
+    // SAFETY (every pointer below): (row + p, col + j) with `p < depth` and `j < cols` is
+    // inside the block, so inside the view, and `p·cols + j` is inside `dst`.
+    let dst_at = |p: usize, j: usize| unsafe { dst.add(p * cols + j) };
+    let src_at = |p: usize, j: usize| unsafe { b.at(row + p, col + j) };
 
-    for p in first_p..depth {
-        // SAFETY: `p < depth`, so the destination row is inside `dst`.
-        let dst_row = unsafe { dst.add(p * cols) };
-        if b.col_stride == 1 {
+    let mut first_p = 0;
+    if b.col_stride == 1 {
+        for p in 0..depth {
             // SAFETY: the row's `cols` elements are adjacent and inside the view; the
             // destination is a packing buffer, disjoint from the source.
-            unsafe { copy_short(b.at(row + p, col), dst_row, cols) };
-        } else {
-            for j in 0..cols {
-                // SAFETY: (row + p, col + j) is inside the block, so inside the view.
-                unsafe { *dst_row.add(j) = *b.at(row + p, col + j) };
+            unsafe { copy_short(src_at(p, 0), dst_at(p, 0), cols) };
+        }
+        first_p = depth;
+    } else if b.row_stride == 1 {
+        // Columns are contiguous: transpose 4 × 4 blocks in registers.
+        let (full_depth, full_cols) = (round_down(depth), round_down(cols));
+        for p in (0..full_depth).step_by(TRANSPOSE_SIDE) {
+            for j in (0..full_cols).step_by(TRANSPOSE_SIDE) {
+                // SAFETY: source line `s` is column `j + s` from row `p`, and destination
+                // line `q` is row `p + q` from column `j`; each has 4 elements in range.
+                unsafe { transpose_4x4(|s| src_at(p, j + s), |q| dst_at(p + q, j)) };
             }
+            for j in full_cols..cols {
+                for q in p..p + TRANSPOSE_SIDE {
+                    // SAFETY: see the closures.
+                    unsafe { *dst_at(q, j) = *src_at(q, j) };
+                }
+            }
+        }
+        first_p = full_depth;
+    }
+    for p in first_p..depth {
+        for j in 0..cols {
+            // SAFETY: see the closures.
+            unsafe { *dst_at(p, j) = *src_at(p, j) };
         }
     }
 }
 
-/// Side of the square blocks that [`pack_b`] transposes when B's columns are contiguous.
-const TRANSPOSE_BLOCK: usize = 8;
+/// Side of the square blocks that packing transposes in registers.
+const TRANSPOSE_SIDE: usize = 4;
 
-/// Writes the 8 × 8 block of `b` at (`row`, `col`), whose columns are contiguous, to `dst`
-/// row by row: element (p, j) goes to `dst[p·8 + j]`.
+/// Rounds `len` down to a multiple of [`TRANSPOSE_SIDE`].
+fn round_down(len: usize) -> usize {
+    len / TRANSPOSE_SIDE * TRANSPOSE_SIDE
+}
+
+/// Copies a 4 × 4 block transposed: element `q` of source line `s` goes to element `s` of
+/// destination line `q`.
 ///
 /// # Safety
 ///
-/// The block lies inside `b`'s view, `b.row_stride == 1`, and `dst` is valid for 64 writes.
+/// For `s, q < 4`, `src(s)` points at 4 readable adjacent elements and `dst(q)` at 4
+/// writable adjacent elements, none of them overlapping a source line.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
-unsafe fn transpose_block(b: &Operand, row: usize, col: usize, dst: *mut f32) {
+unsafe fn transpose_4x4(src: impl Fn(usize) -> *const f32, dst: impl Fn(usize) -> *mut f32) {
     use core::arch::x86_64::{
         _mm_loadu_ps, _mm_movehl_ps, _mm_movelh_ps, _mm_storeu_ps, _mm_unpackhi_ps, _mm_unpacklo_ps,
     };
 
-    // Four 4 × 4 transposes with SSE, which every x86-64 CPU has.
-    for first_col in [0, 4] {
-        for first_p in [0, 4] {
-            // SAFETY: columns `col + first_col + j` have 4 adjacent elements from row
-            // `row + first_p` inside the view, and the 4 destination rows of 4 elements lie
-            // inside the 64-element block at `dst`. SSE is part of the x86-64 baseline.
-            unsafe {
-                let load = |j: usize| _mm_loadu_ps(b.at(row + first_p, col + first_col + j));
-                let (c0, c1, c2, c3) = (load(0), load(1), load(2), load(3));
-                let low01 = _mm_unpacklo_ps(c0, c1);
-                let low23 = _mm_unpacklo_ps(c2, c3);
-                let high01 = _mm_unpackhi_ps(c0, c1);
-                let high23 = _mm_unpackhi_ps(c2, c3);
-                let rows = [
-                    _mm_movelh_ps(low01, low23),
-                    _mm_movehl_ps(low23, low01),
-                    _mm_movelh_ps(high01, high23),
-                    _mm_movehl_ps(high23, high01),
-                ];
-                for (q, dst_row) in rows.into_iter().enumerate() {
-                    let at = (first_p + q) * TRANSPOSE_BLOCK + first_col;
-                    _mm_storeu_ps(dst.add(at), dst_row);
-                }
-            }
-        }
+    // SAFETY: the caller guarantees the lines; SSE is part of the x86-64 baseline.
+    unsafe {
+        let (s0, s1, s2, s3) = (
+            _mm_loadu_ps(src(0)),
+            _mm_loadu_ps(src(1)),
+            _mm_loadu_ps(src(2)),
+            _mm_loadu_ps(src(3)),
+        );
+        let low01 = _mm_unpacklo_ps(s0, s1);
+        let low23 = _mm_unpacklo_ps(s2, s3);
+        let high01 = _mm_unpackhi_ps(s0, s1);
+        let high23 = _mm_unpackhi_ps(s2, s3);
+        _mm_storeu_ps(dst(0), _mm_movelh_ps(low01, low23));
+        _mm_storeu_ps(dst(1), _mm_movehl_ps(low23, low01));
+        _mm_storeu_ps(dst(2), _mm_movelh_ps(high01, high23));
+        _mm_storeu_ps(dst(3), _mm_movehl_ps(high23, high01));
     }
 }
 
-/// Writes the 8 × 8 block of `b` at (`row`, `col`) to `dst` row by row: element (p, j) goes
-/// to `dst[p·8 + j]`.
+/// Copies a 4 × 4 block transposed: element `q` of source line `s` goes to element `s` of
+/// destination line `q`.
 ///
 /// # Safety
 ///
-/// The block lies inside `b`'s view, and `dst` is valid for 64 writes.
+/// As for the x86-64 version.
 #[cfg(not(target_arch = "x86_64"))]
 #[inline(always)]
-unsafe fn transpose_block(b: &Operand, row: usize, col: usize, dst: *mut f32) {
-    for p in 0..TRANSPOSE_BLOCK {
-        for j in 0..TRANSPOSE_BLOCK {
-            // SAFETY: (row + p, col + j) is inside the block, and `p·8 + j < 64`.
-            unsafe { *dst.add(p * TRANSPOSE_BLOCK + j) = *b.at(row + p, col + j) };
+unsafe fn transpose_4x4(src: impl Fn(usize) -> *const f32, dst: impl Fn(usize) -> *mut f32) {
+    for s in 0..TRANSPOSE_SIDE {
+        for q in 0..TRANSPOSE_SIDE {
+            // SAFETY: the caller guarantees both lines.
+            unsafe { *dst(q).add(s) = *src(s).add(q) };
         }
     }
 }
