@@ -182,36 +182,42 @@ impl BlockSizes {
     }
 }
 
-/// Estimates the element moves that `problem`, computed as given, spends outside the
-/// micro-kernel's FMAs, to choose between computing `C` and `Cᵀ = Bᵀ·Aᵀ`.
+/// Estimates the cycles that `problem`, computed as given, spends outside useful FMAs, to
+/// choose between computing `C` and `Cᵀ = Bᵀ·Aᵀ`.
 ///
-/// Packing an operand costs one move per element, or two when it must be transposed on the
-/// way (A without contiguous columns, B without contiguous rows). A `C` without contiguous
-/// columns goes through the scalar staging path, about four moves per element and `kc`
-/// block. The weights are estimates from the instruction counts of those loops.
-fn orientation_cost(problem: &Problem, kernels: &KernelSet, packing: Packing) -> u64 {
-    const GATHER_WEIGHT: u64 = 2;
-    const STAGED_STORE_WEIGHT: u64 = 4;
+/// Three costs differ between the two: packing (a plain copy, or a transposing one for A
+/// without contiguous columns and B without contiguous rows), the scalar staging path for
+/// a `C` without contiguous columns, and FMA lanes wasted on padding rows up to a whole
+/// vector. The per-element cycle counts are estimates from profiles on one Zen 4 core;
+/// they only need the right order of magnitude.
+fn orientation_cost(problem: &Problem, kernels: &KernelSet, packing: Packing) -> f64 {
+    const COPY_CYCLES: f64 = 0.25;
+    const TRANSPOSE_CYCLES: f64 = 0.35;
+    const STAGED_STORE_CYCLES: f64 = 2.5;
 
     let direct = nest::DirectOperands::choose(problem, kernels, packing);
-    let (m, n, k) = (problem.m as u64, problem.n as u64, problem.k as u64);
-    let a_cost = match (direct.a, problem.a.row_stride == 1) {
-        (true, _) => 0,
-        (false, true) => m * k,
-        (false, false) => GATHER_WEIGHT * m * k,
+    let (m, n, k) = (problem.m as f64, problem.n as f64, problem.k as f64);
+    let pack_cycles = |direct: bool, contiguous: bool| match (direct, contiguous) {
+        (true, _) => 0.0,
+        (false, true) => COPY_CYCLES,
+        (false, false) => TRANSPOSE_CYCLES,
     };
-    let b_cost = match (direct.b, problem.b.col_stride == 1) {
-        (true, _) => 0,
-        (false, true) => k * n,
-        (false, false) => GATHER_WEIGHT * k * n,
-    };
+    let a_cost = m * k * pack_cycles(direct.a, problem.a.row_stride == 1);
+    let b_cost = k * n * pack_cycles(direct.b, problem.b.col_stride == 1);
+
     let c_cost = if problem.c.row_stride == 1 {
-        0
+        0.0
     } else {
-        let kc_blocks = k.div_ceil(blocking::Blocking::for_kernels(kernels).kc as u64);
-        STAGED_STORE_WEIGHT * m * n * kc_blocks
+        let kc = blocking::Blocking::for_kernels(kernels).kc as f64;
+        m * n * (k / kc).ceil() * STAGED_STORE_CYCLES
     };
-    a_cost.saturating_add(b_cost).saturating_add(c_cost)
+
+    // One vector FMA per cycle, an estimate for current x86 cores.
+    let width = kernels.lane_width;
+    let padding_rows = (problem.m.div_ceil(width) * width - problem.m) as f64;
+    let padding_cost = padding_rows * n * k / width as f64;
+
+    a_cost + b_cost + c_cost + padding_cost
 }
 
 /// Number of rayon tasks for `problem`: 1 below [`PARALLEL_MIN_FLOPS`].
