@@ -52,6 +52,11 @@ pub mod reference;
 pub use activation::Activation;
 pub use dense::{DenseGrads, GradMode, dense_backward, dense_forward};
 pub use error::{Error, Shape};
+pub use gemm::gemm;
+#[doc(hidden)]
+pub use gemm::{BlockSizes, PARALLEL_MIN_FLOPS, Packing, gemm_with_arch, gemm_with_options};
+#[doc(hidden)]
+pub use kernel::{Arch, peak_fma_loop};
 pub use loss::Targets;
 pub use matrix::{MatMut, MatRef, Matrix, RowsIter};
 pub use parallel::Parallelism;

@@ -967,5 +967,6 @@ mod tests {
         assert!(check_no_overlap("c", 1, 3, 0, 1).is_ok());
         assert!(check_no_overlap("c", 3, 1, 1, 0).is_ok());
         assert!(check_no_overlap("c", 3, 2, -2, -1).is_ok());
+        assert!(check_no_overlap("c", 2, 0, 0, 1).is_ok());
     }
 }

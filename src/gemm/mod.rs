@@ -1,1 +1,251 @@
 //! Cache-blocked GEMM: blocking sizes, packing and the loop nest.
+
+mod blocking;
+mod buffer;
+mod nest;
+mod operand;
+mod pack;
+mod split;
+
+use crate::error::Error;
+use crate::kernel::{Arch, Beta, KernelSet};
+use crate::matrix::{MatMut, MatRef, gemm_dims};
+use crate::parallel::Parallelism;
+use operand::{Operand, OutOperand, Problem};
+
+#[doc(hidden)]
+/// Products below this many floating-point operations (`2·m·n·k`) run on the calling
+/// thread whatever the [`Parallelism`]: waking a sleeping rayon worker costs tens of
+/// microseconds, and `2²³` flops take about that long on one AVX-512 core.
+pub const PARALLEL_MIN_FLOPS: u64 = 1 << 23;
+
+/// Computes `C ← α·A·B + β·C` with a cache-blocked, SIMD kernel chosen for this CPU.
+///
+/// `a` is `m × k`, `b` is `k × n` and `c` is `m × n`. Transposes are views ([`MatRef::t`]),
+/// so `Aᵀ·B`, `A·Bᵀ` and `Aᵀ·Bᵀ` need no flags, and any strides work, zero and negative
+/// included, with no copy beyond the packing every product does.
+///
+/// BLAS semantics: with `β = 0`, `C` is never read, so NaN or garbage in it cannot reach the
+/// result. With `k = 0` or `α = 0`, `A` and `B` are not read and `C ← β·C`. An empty `m`
+/// or `n` returns at once.
+///
+/// The micro-kernel path (AVX-512F, AVX2+FMA or portable) is detected on the first call;
+/// the environment variable `DENSEGRAD_ARCH=avx512|avx2|portable` forces one. With
+/// [`Parallelism::Rayon`], products of at least 2²³ floating-point operations (`2·m·n·k`)
+/// split their output blocks across tasks of the current rayon pool (calling from inside a rayon task is fine),
+/// and the result is bitwise equal to the sequential one. Packing buffers are kept per
+/// thread, so a warm thread does not allocate.
+///
+/// ```
+/// use densegrad::{gemm, MatMut, MatRef, Parallelism};
+///
+/// let a = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]; // 2 × 3
+/// let b = [1.0, 0.0, 0.0, 1.0, 1.0, 1.0]; // 3 × 2
+/// let mut c = [f32::NAN; 4];
+/// gemm(
+///     1.0,
+///     MatRef::from_slice(&a, 2, 3)?,
+///     MatRef::from_slice(&b, 3, 2)?,
+///     0.0,
+///     MatMut::from_slice(&mut c, 2, 2)?,
+///     Parallelism::Sequential,
+/// )?;
+/// assert_eq!(c, [4.0, 5.0, 10.0, 11.0]);
+/// # Ok::<(), densegrad::Error>(())
+/// ```
+///
+/// # Errors
+///
+/// [`Error::ShapeMismatch`] naming `b` when `b.rows() != a.cols()`, or `c` when `c` is not
+/// `a.rows() × b.cols()`. Nothing is written then.
+pub fn gemm(
+    alpha: f32,
+    a: MatRef<'_>,
+    b: MatRef<'_>,
+    beta: f32,
+    c: MatMut<'_>,
+    par: Parallelism,
+) -> Result<(), Error> {
+    gemm_with_arch(Arch::selected(), alpha, a, b, beta, c, par)
+}
+
+/// [`gemm`] on a given micro-kernel path, for tests and benchmarks that compare paths in
+/// one process. A path the CPU lacks is replaced by the fastest supported one below it.
+///
+/// # Errors
+///
+/// As for [`gemm`].
+#[doc(hidden)]
+pub fn gemm_with_arch(
+    arch: Arch,
+    alpha: f32,
+    a: MatRef<'_>,
+    b: MatRef<'_>,
+    beta: f32,
+    c: MatMut<'_>,
+    par: Parallelism,
+) -> Result<(), Error> {
+    gemm_with_options(arch, Packing::Auto, alpha, a, b, beta, c, par)
+}
+
+/// Whether small operands may be read in place instead of packed.
+#[doc(hidden)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Packing {
+    /// Read operands smaller than half of L2 in place when their layout allows it.
+    Auto,
+    /// Pack every operand, so tests reach the packing code with small shapes.
+    Always,
+}
+
+/// [`gemm_with_arch`] with a choice of [`Packing`].
+///
+/// # Errors
+///
+/// As for [`gemm`].
+#[doc(hidden)]
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_with_options(
+    arch: Arch,
+    packing: Packing,
+    alpha: f32,
+    a: MatRef<'_>,
+    b: MatRef<'_>,
+    beta: f32,
+    mut c: MatMut<'_>,
+    par: Parallelism,
+) -> Result<(), Error> {
+    let (m, k, n) = gemm_dims(a, b, c.as_ref())?;
+    if m == 0 || n == 0 {
+        return Ok(());
+    }
+    if k == 0 || alpha == 0.0 {
+        scale(&mut c, beta);
+        return Ok(());
+    }
+
+    let mut problem = Problem {
+        m,
+        n,
+        k,
+        alpha,
+        beta: Beta::new(beta),
+        a: Operand::new(a),
+        b: Operand::new(b),
+        c: OutOperand::new(c),
+    };
+    let kernels = KernelSet::for_arch(arch.or_supported_below());
+    let transposed = problem.t();
+    if orientation_cost(&transposed, kernels, packing)
+        < orientation_cost(&problem, kernels, packing)
+    {
+        problem = transposed;
+    }
+
+    let threads = thread_count(&problem, par);
+    // SAFETY: the path is supported (`or_supported_below`), and the problem was built from
+    // views whose shapes `gemm_dims` checked: `a` and `b` are borrowed for the call, and `c`
+    // is a unique borrow whose elements have distinct addresses (`MatMut` guarantees both).
+    unsafe { nest::run(&problem, kernels, packing, threads) };
+    Ok(())
+}
+
+/// Tile and block sizes of one micro-kernel path on this CPU, in elements.
+#[doc(hidden)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BlockSizes {
+    /// Rows of a full micro-kernel tile.
+    pub mr: usize,
+    /// Columns of a full micro-kernel tile.
+    pub nr: usize,
+    /// Reduction depth of a packed panel.
+    pub kc: usize,
+    /// Rows of a packed A block.
+    pub mc: usize,
+    /// Columns of a packed B panel.
+    pub nc: usize,
+}
+
+impl BlockSizes {
+    /// Returns the sizes that [`gemm_with_arch`] uses for `arch` (after falling back to a
+    /// supported path), so tests can aim at every tile and block edge.
+    pub fn for_arch(arch: Arch) -> BlockSizes {
+        let kernels = KernelSet::for_arch(arch.or_supported_below());
+        let blocking = blocking::Blocking::for_kernels(kernels);
+        BlockSizes {
+            mr: kernels.mr(),
+            nr: kernels.nr,
+            kc: blocking.kc,
+            mc: blocking.mc,
+            nc: blocking.nc,
+        }
+    }
+}
+
+/// Estimates the cycles that `problem`, computed as given, spends outside useful FMAs, to
+/// choose between computing `C` and `Cᵀ = Bᵀ·Aᵀ`.
+///
+/// Three costs differ between the two: packing (a plain copy, or a transposing one for A
+/// without contiguous columns and B without contiguous rows), the scalar staging path for
+/// a `C` without contiguous columns, and FMA lanes wasted on padding rows up to a whole
+/// vector. The per-element cycle counts are estimates from profiles on one Zen 4 core;
+/// they only need the right order of magnitude.
+fn orientation_cost(problem: &Problem, kernels: &KernelSet, packing: Packing) -> f64 {
+    const COPY_CYCLES: f64 = 0.25;
+    const TRANSPOSE_CYCLES: f64 = 0.35;
+    const STAGED_STORE_CYCLES: f64 = 2.5;
+
+    let direct = nest::DirectOperands::choose(problem, kernels, packing);
+    let (m, n, k) = (problem.m as f64, problem.n as f64, problem.k as f64);
+    let pack_cycles = |direct: bool, contiguous: bool| match (direct, contiguous) {
+        (true, _) => 0.0,
+        (false, true) => COPY_CYCLES,
+        (false, false) => TRANSPOSE_CYCLES,
+    };
+    let a_cost = m * k * pack_cycles(direct.a, problem.a.row_stride == 1);
+    let b_cost = k * n * pack_cycles(direct.b, problem.b.col_stride == 1);
+
+    let c_cost = if problem.c.row_stride == 1 {
+        0.0
+    } else {
+        let kc = blocking::Blocking::for_kernels(kernels).kc as f64;
+        m * n * (k / kc).ceil() * STAGED_STORE_CYCLES
+    };
+
+    // One vector FMA per cycle, an estimate for current x86 cores.
+    let width = kernels.lane_width;
+    let padding_rows = (problem.m.div_ceil(width) * width - problem.m) as f64;
+    let padding_cost = padding_rows * n * k / width as f64;
+
+    a_cost + b_cost + c_cost + padding_cost
+}
+
+/// Number of rayon tasks for `problem`: 1 below [`PARALLEL_MIN_FLOPS`].
+fn thread_count(problem: &Problem, par: Parallelism) -> usize {
+    let flops = 2u64
+        .saturating_mul(problem.m as u64)
+        .saturating_mul(problem.n as u64)
+        .saturating_mul(problem.k as u64);
+    if flops < PARALLEL_MIN_FLOPS {
+        1
+    } else {
+        par.max_threads()
+    }
+}
+
+/// `C ← β·C`, without reading `C` when `β = 0`.
+fn scale(c: &mut MatMut<'_>, beta: f32) {
+    match Beta::new(beta) {
+        Beta::Zero => c.fill(0.0),
+        Beta::One => {}
+        Beta::Other(beta) => {
+            for i in 0..c.rows() {
+                for j in 0..c.cols() {
+                    if let Some(element) = c.get_mut(i, j) {
+                        *element *= beta;
+                    }
+                }
+            }
+        }
+    }
+}

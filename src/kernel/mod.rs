@@ -1,1 +1,17 @@
 //! SIMD micro-kernels per instruction set, and the run-time dispatch between them.
+//!
+//! One generic body ([`microkernel::tile_body`]) is compiled once per instruction set
+//! inside a thin `#[target_feature]` wrapper, for every tile size from `1 × 1` up to the
+//! path's full `MR × NR`, so edge tiles run a kernel of their own size. [`Arch`] selects
+//! the path at run time.
+
+mod dispatch;
+mod lane;
+mod microkernel;
+mod peak;
+mod sets;
+
+pub use dispatch::Arch;
+pub(crate) use microkernel::{Beta, Epilogue, TileArgs};
+pub use peak::peak_fma_loop;
+pub(crate) use sets::KernelSet;

@@ -1,0 +1,164 @@
+//! `densegrad::gemm` against `reference::gemm` on shapes, strides, transposes, α, β and
+//! dispatch paths that libFuzzer chooses.
+
+#![no_main]
+
+use arbitrary::Arbitrary;
+use densegrad::{Arch, MatMut, MatRef, Matrix, Parallelism, gemm_with_arch, reference};
+use libfuzzer_sys::fuzz_target;
+
+/// Largest m, k or n: big enough to cross every tile edge and the smaller block edges,
+/// small enough for thousands of runs per second.
+const MAX_DIM: usize = 80;
+
+/// Layout of an input operand in its slice.
+#[derive(Arbitrary, Debug, Clone, Copy)]
+struct Layout {
+    /// Store the transpose and view it through `.t()`.
+    transposed: bool,
+    /// Extra elements between rows (or columns, when transposed).
+    padding: u8,
+    /// Walk the rows backwards.
+    reversed: bool,
+    /// Repeat one row (row stride 0).
+    broadcast: bool,
+}
+
+#[derive(Arbitrary, Debug)]
+struct Input {
+    m: u8,
+    k: u8,
+    n: u8,
+    a: Layout,
+    b: Layout,
+    c_column_major: bool,
+    alpha: i8,
+    beta: i8,
+    arch: u8,
+    threads: u8,
+    seed: u32,
+}
+
+/// Creates a slice for a `rows × cols` operand laid out as `layout` describes, and returns
+/// it with the view's offset, row stride and column stride.
+fn operand(
+    rows: usize,
+    cols: usize,
+    layout: Layout,
+    seed: &mut u32,
+) -> (Vec<f32>, usize, isize, isize) {
+    let (outer, inner) = if layout.transposed {
+        (cols, rows)
+    } else {
+        (rows, cols)
+    };
+    let stride = inner + usize::from(layout.padding % 4);
+    let mut len = outer * stride;
+    let (mut outer_stride, mut offset) = (stride as isize, 0usize);
+    if layout.broadcast {
+        outer_stride = 0;
+        len = stride;
+    } else if layout.reversed && outer > 0 {
+        offset = (outer - 1) * stride;
+        outer_stride = -(stride as isize);
+    }
+    let data = (0..len.max(1))
+        .map(|_| {
+            *seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            (*seed >> 8) as f32 / (1u32 << 24) as f32 - 0.5
+        })
+        .collect();
+    let (row_stride, col_stride) = if layout.transposed {
+        (1, outer_stride)
+    } else {
+        (outer_stride, 1)
+    };
+    (data, offset, row_stride, col_stride)
+}
+
+fuzz_target!(|input: Input| {
+    let (m, k, n) = (
+        usize::from(input.m) % (MAX_DIM + 1),
+        usize::from(input.k) % (MAX_DIM + 1),
+        usize::from(input.n) % (MAX_DIM + 1),
+    );
+    let mut seed = input.seed;
+    let (a_data, a_offset, a_rs, a_cs) = operand(m, k, input.a, &mut seed);
+    let (b_data, b_offset, b_rs, b_cs) = operand(k, n, input.b, &mut seed);
+    let a = MatRef::from_strided(
+        &a_data,
+        if m * k == 0 { 0 } else { a_offset },
+        m,
+        k,
+        a_rs,
+        a_cs,
+    )
+    .expect("layout inside slice");
+    let b = MatRef::from_strided(
+        &b_data,
+        if k * n == 0 { 0 } else { b_offset },
+        k,
+        n,
+        b_rs,
+        b_cs,
+    )
+    .expect("layout inside slice");
+
+    let alpha = f32::from(input.alpha) / 16.0;
+    let beta = f32::from(input.beta) / 16.0;
+    let c0 = Matrix::from_fn(m, n, |i, j| ((i * 31 + j * 7) % 13) as f32 / 13.0 - 0.5);
+    let c0 = if beta == 0.0 {
+        Matrix::from_fn(m, n, |_, _| f32::NAN)
+    } else {
+        c0
+    };
+
+    let mut expected = c0.clone();
+    reference::gemm(alpha, a, b, beta, expected.as_mut()).expect("shapes match");
+
+    let arch = Arch::ALL[usize::from(input.arch) % Arch::ALL.len()];
+    let par = match input.threads % 3 {
+        0 => Parallelism::Sequential,
+        1 => Parallelism::Rayon(0),
+        _ => Parallelism::Rayon(3),
+    };
+    let mut c_data = c0.as_slice().to_vec();
+    let c = if input.c_column_major {
+        // Store C's transpose row-major, so the view of C is column-major.
+        c_data = c0.as_ref().t().to_matrix().into_vec();
+        MatMut::from_strided(&mut c_data, 0, m, n, 1, m.max(1) as isize)
+    } else {
+        MatMut::from_slice(&mut c_data, m, n)
+    }
+    .expect("layout inside slice");
+    gemm_with_arch(arch, alpha, a, b, beta, c, par).expect("shapes match");
+    let actual = if input.c_column_major {
+        Matrix::from_vec(c_data, n, m)
+            .unwrap()
+            .as_ref()
+            .t()
+            .to_matrix()
+    } else {
+        Matrix::from_vec(c_data, m, n).unwrap()
+    };
+
+    for i in 0..m {
+        for j in 0..n {
+            let magnitude: f32 = (0..k)
+                .map(|p| (a.get(i, p).unwrap() * b.get(p, j).unwrap()).abs())
+                .sum::<f32>()
+                * alpha.abs()
+                + if beta == 0.0 {
+                    0.0
+                } else {
+                    beta.abs() * c0.get(i, j).unwrap().abs()
+                };
+            let tolerance = 4.0 * (k as f32 + 2.0) * f32::EPSILON * magnitude + f32::MIN_POSITIVE;
+            let (got, want) = (actual.get(i, j).unwrap(), expected.get(i, j).unwrap());
+            assert!(
+                (got - want).abs() <= tolerance,
+                "{arch:?} {m}x{k}x{n} C[{i}, {j}] = {got}, reference {want}"
+            );
+        }
+    }
+});

@@ -1,0 +1,430 @@
+//! The Goto/BLIS loop nest around the micro-kernel, and its split across rayon tasks.
+//!
+//! The loops, outermost first:
+//! - `jc` over `nc`-wide column panels of B and C;
+//! - `pc` over `kc`-deep slices of the reduction, packing the `kc × nc` B panel;
+//! - `ic` over `mc`-tall row blocks of A, packing the `mc × kc` A block;
+//! - the B micro-panels (`nr` wide), then the A micro-panels (`mr` tall), one micro-kernel
+//!   call per pair.
+//!
+//! Threads split the output rows and columns of each panel, never the reduction. Every
+//! element of C therefore sees the same sequence of operations whatever the number of
+//! threads.
+
+use std::ops::Range;
+
+use rayon::prelude::*;
+
+use super::Packing;
+use super::blocking::{Blocking, CacheSizes};
+use super::buffer::{PACKED_A, PACKED_B, with_buffer};
+use super::operand::Problem;
+use super::pack::{pack_a, pack_b};
+use super::split::EvenSplit;
+use crate::kernel::{Beta, Epilogue, KernelSet, TileArgs};
+
+/// Fraction of L2 below which an operand is read in place instead of packed. A qualifies
+/// when its columns are contiguous, and B with any strides, because the micro-kernel
+/// broadcasts B's elements one by one.
+///
+/// Small operands then skip the copy, which would cost a large share of a small product.
+/// Larger ones are packed, because their rows lie far apart in memory, and a packed panel
+/// keeps the micro-kernel's reads within a few pages and cache sets.
+const DIRECT_OPERAND_L2_SHARE: f64 = 0.5;
+
+/// Maximum number of `mr`-row tiles in A for which B is read in place whatever its size.
+/// Each B micro-panel then serves at most this many micro-kernel calls, so packing it (a
+/// full pass of reads and writes) costs more than the strided reads it saves. The value 8
+/// was chosen by timing 1024×1024×64, 256×784×128 and 4096×4096×256 against the `gemm`
+/// crate on one AVX-512 machine.
+const DIRECT_B_MAX_ROW_TILES: usize = 8;
+
+/// Which operands of a problem the micro-kernels read in place instead of packed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct DirectOperands {
+    pub a: bool,
+    pub b: bool,
+}
+
+impl DirectOperands {
+    /// Chooses for `problem`: A when its columns are contiguous and it is small, B when it
+    /// is small or A has few row tiles. [`Packing::Always`] packs both.
+    pub(crate) fn choose(
+        problem: &Problem,
+        kernels: &KernelSet,
+        packing: Packing,
+    ) -> DirectOperands {
+        if packing == Packing::Always {
+            return DirectOperands { a: false, b: false };
+        }
+        let direct_limit = (CacheSizes::detected().l2 as f64 * DIRECT_OPERAND_L2_SHARE) as usize;
+        let bytes = |rows: usize, cols: usize| rows.saturating_mul(cols) * size_of::<f32>();
+        DirectOperands {
+            a: problem.a.row_stride == 1 && bytes(problem.m, problem.k) < direct_limit,
+            b: bytes(problem.k, problem.n) < direct_limit
+                || problem.m <= DIRECT_B_MAX_ROW_TILES * kernels.mr(),
+        }
+    }
+}
+
+/// A pointer into an operand or a packing buffer that the tasks of one call share. Each
+/// task writes only its own micro-panels, and tasks read only after the writes have
+/// joined.
+#[derive(Clone, Copy)]
+struct SharedPtr(*mut f32);
+
+// SAFETY: see the type's documentation. The memory outlives the parallel region.
+unsafe impl Send for SharedPtr {}
+// SAFETY: as above.
+unsafe impl Sync for SharedPtr {}
+
+impl SharedPtr {
+    /// Returns the pointer. Closures that call this method capture the whole `Sync`
+    /// wrapper rather than its field.
+    fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+
+/// Location of the current `kc × nc` panel of B.
+#[derive(Clone, Copy)]
+enum BPanel {
+    /// Packed: micro-panel `j..j + w` starts at `ptr + depth·j` and has `w` elements per
+    /// row.
+    Packed { ptr: SharedPtr, depth: usize },
+    /// Read in place: element (p, j) of the panel is at `ptr + p·row_stride + j·col_stride`.
+    Direct {
+        ptr: SharedPtr,
+        row_stride: isize,
+        col_stride: isize,
+    },
+}
+
+impl BPanel {
+    /// Start, row stride and column stride of the micro-panel of columns `cols` (relative
+    /// to the panel).
+    fn micro_panel(self, cols: &Range<usize>) -> (*const f32, isize, isize) {
+        match self {
+            BPanel::Packed { ptr, depth } => (
+                ptr.get().wrapping_add(depth * cols.start).cast_const(),
+                cols.len() as isize,
+                1,
+            ),
+            BPanel::Direct {
+                ptr,
+                row_stride,
+                col_stride,
+            } => (
+                ptr.get()
+                    .wrapping_offset(cols.start as isize * col_stride)
+                    .cast_const(),
+                row_stride,
+                col_stride,
+            ),
+        }
+    }
+}
+
+/// One `gemm` call's loop nest: the problem, its kernels and block sizes.
+struct Nest<'a> {
+    problem: &'a Problem,
+    kernels: &'static KernelSet,
+    blocking: Blocking,
+    /// Read A in place: its columns are contiguous and it is small.
+    direct_a: bool,
+    /// Read B in place: it is small.
+    direct_b: bool,
+}
+
+/// The `kc`-deep slice of one `nc`-wide column panel that the tasks work on together.
+struct PanelStep {
+    /// First column of the panel.
+    jc: usize,
+    /// First index of the reduction slice.
+    pc: usize,
+    /// Length of the reduction slice.
+    depth: usize,
+    /// The panel's columns, split into micro-panels of at most `nr`.
+    col_tiles: EvenSplit,
+    epilogue: Epilogue,
+}
+
+/// Computes the non-empty `problem` with `threads` rayon tasks (1: on the calling thread).
+///
+/// # Safety
+///
+/// `kernels` is for a path this CPU supports, and `problem` describes views that are valid
+/// for the whole call: `a` is `m × k`, `b` is `k × n`, and `c` is `m × n` with distinct
+/// element addresses and no other live borrow.
+pub(crate) unsafe fn run(
+    problem: &Problem,
+    kernels: &'static KernelSet,
+    packing: Packing,
+    threads: usize,
+) {
+    let DirectOperands {
+        a: direct_a,
+        b: direct_b,
+    } = DirectOperands::choose(problem, kernels, packing);
+    let nest = Nest {
+        problem,
+        kernels,
+        blocking: Blocking::for_kernels(kernels),
+        direct_a,
+        direct_b,
+    };
+    let Blocking { kc, nc, .. } = nest.blocking;
+
+    for jc in (0..problem.n).step_by(nc) {
+        let width = nc.min(problem.n - jc);
+        for pc in (0..problem.k).step_by(kc) {
+            let depth = kc.min(problem.k - pc);
+            let beta = if pc == 0 { problem.beta } else { Beta::One };
+            let step = PanelStep {
+                jc,
+                pc,
+                depth,
+                col_tiles: EvenSplit::by_max_len(width, kernels.nr),
+                epilogue: Epilogue {
+                    alpha: problem.alpha,
+                    beta,
+                },
+            };
+
+            if nest.direct_b {
+                // SAFETY: (pc, jc) is inside B (pc < k, jc < n).
+                let ptr = unsafe { problem.b.at(pc, jc) };
+                let panel = BPanel::Direct {
+                    ptr: SharedPtr(ptr.cast_mut()),
+                    row_stride: problem.b.row_stride,
+                    col_stride: problem.b.col_stride,
+                };
+                // SAFETY: the caller's contract; the panel lies inside B.
+                unsafe { nest.multiply_panel(&step, panel, threads) };
+            } else {
+                with_buffer(&PACKED_B, depth * width, |buffer| {
+                    let ptr = SharedPtr(buffer.as_mut_ptr());
+                    // SAFETY: the buffer has room for `depth · width` elements.
+                    unsafe { nest.pack_panel(&step, ptr, threads) };
+                    let panel = BPanel::Packed { ptr, depth };
+                    // SAFETY: the caller's contract; the panel is packed.
+                    unsafe { nest.multiply_panel(&step, panel, threads) };
+                });
+            }
+        }
+    }
+}
+
+impl Nest<'_> {
+    /// Packs the B panel of `step` into `dst`, split over `threads` tasks.
+    ///
+    /// # Safety
+    ///
+    /// `dst` is valid for `depth · width` writes and not otherwise in use.
+    unsafe fn pack_panel(&self, step: &PanelStep, dst: SharedPtr, threads: usize) {
+        let tiles = step.col_tiles;
+        let pack_tiles = |range: Range<usize>| {
+            for tile in range {
+                let cols = tiles.part(tile);
+                // SAFETY: the micro-panel lies inside B and inside `dst` (its columns are
+                // within the panel's width), and tasks pack disjoint micro-panels.
+                unsafe {
+                    pack_b(
+                        &self.problem.b,
+                        step.pc,
+                        step.jc + cols.start,
+                        step.depth,
+                        cols.len(),
+                        dst.get().add(step.depth * cols.start),
+                    );
+                }
+            }
+        };
+
+        let tasks = threads.min(tiles.parts());
+        if tasks <= 1 {
+            pack_tiles(0..tiles.parts());
+        } else {
+            let split = EvenSplit::into_parts(tiles.parts(), tasks);
+            (0..tasks)
+                .into_par_iter()
+                .for_each(|task| pack_tiles(split.part(task)));
+        }
+    }
+
+    /// Multiplies all rows of A (for the step's reduction slice) by the B panel, split
+    /// over a grid of up to `threads` tasks.
+    ///
+    /// # Safety
+    ///
+    /// The contract of [`run`], and `panel` contains the step's B panel.
+    unsafe fn multiply_panel(&self, step: &PanelStep, panel: BPanel, threads: usize) {
+        // Rows split in whole vectors: 256 rows on two tasks become 128 + 128, where
+        // whole `mr` tiles would give 144 + 112.
+        let width = self.kernels.lane_width;
+        let row_units = self.problem.m.div_ceil(width);
+        let col_units = step.col_tiles.parts();
+        let (row_tasks, col_tasks) = choose_grid(threads, row_units, col_units);
+
+        let row_split = EvenSplit::into_parts(row_units, row_tasks);
+        let col_split = EvenSplit::into_parts(col_units, col_tasks);
+        let task = |index: usize| {
+            let units = row_split.part(index / col_tasks);
+            let rows = units.start * width..(units.end * width).min(self.problem.m);
+            let tiles = col_split.part(index % col_tasks);
+            // SAFETY: tasks cover disjoint blocks of C: distinct row ranges or distinct
+            // column tiles. The rest is the caller's contract.
+            unsafe { self.multiply_block(step, panel, rows, tiles) };
+        };
+
+        if row_tasks * col_tasks == 1 {
+            task(0);
+        } else {
+            (0..row_tasks * col_tasks).into_par_iter().for_each(task);
+        }
+    }
+
+    /// Multiplies rows `rows` of A by the micro-panels `tiles` of the B panel, packing A
+    /// in `mc`-row blocks into this thread's buffer.
+    ///
+    /// # Safety
+    ///
+    /// As for [`multiply_panel`](Self::multiply_panel), and no other task writes this
+    /// block of C.
+    unsafe fn multiply_block(
+        &self,
+        step: &PanelStep,
+        panel: BPanel,
+        rows: Range<usize>,
+        tiles: Range<usize>,
+    ) {
+        let (width, max_vectors) = (self.kernels.lane_width, self.kernels.max_vectors);
+        let problem = self.problem;
+        let depth = step.depth;
+
+        // Even `mc` blocks in units of `mr`: 256 rows with mc = 240 become 144 + 112, not
+        // 240 + 16.
+        let mr = self.kernels.mr();
+        let blocks = EvenSplit::by_max_len(rows.len().div_ceil(mr), self.blocking.mc / mr);
+        for block in 0..blocks.parts() {
+            let units = blocks.part(block);
+            let ic = rows.start + units.start * mr;
+            let block_rows = (units.len() * mr).min(rows.end - ic);
+            let vectors = block_rows.div_ceil(width);
+            let row_tiles = EvenSplit::by_max_len(vectors, max_vectors);
+
+            // A row tile: its first row relative to `ic`, padded rows, and rows inside C.
+            let row_tile = |t: usize| {
+                let units = row_tiles.part(t);
+                let start = units.start * width;
+                let padded = units.len() * width;
+                (start, padded, padded.min(block_rows - start))
+            };
+            let packs = |t: usize| {
+                let (_, padded, valid) = row_tile(t);
+                !self.direct_a || valid < padded
+            };
+
+            with_buffer(&PACKED_A, depth * vectors * width, |buffer| {
+                let packed_a = buffer.as_mut_ptr();
+                for t in (0..row_tiles.parts()).filter(|&t| packs(t)) {
+                    let (start, padded, valid) = row_tile(t);
+                    // SAFETY: the block lies inside A, and the micro-panel's `depth · padded`
+                    // elements from `depth · start` lie inside the buffer of
+                    // `depth · vectors · width`.
+                    unsafe {
+                        pack_a(
+                            &problem.a,
+                            ic + start,
+                            step.pc,
+                            valid,
+                            depth,
+                            padded,
+                            packed_a.add(depth * start),
+                        );
+                    }
+                }
+
+                for tile in tiles.clone() {
+                    let cols = step.col_tiles.part(tile);
+                    let (b, b_k_stride, b_col_stride) = panel.micro_panel(&cols);
+                    for t in 0..row_tiles.parts() {
+                        let (start, padded, valid) = row_tile(t);
+                        let (a, a_k_stride) = if packs(t) {
+                            (
+                                packed_a.wrapping_add(depth * start).cast_const(),
+                                padded as isize,
+                            )
+                        } else {
+                            // SAFETY: (ic + start, pc) is inside A.
+                            let a = unsafe { problem.a.at(ic + start, step.pc) };
+                            (a, problem.a.col_stride)
+                        };
+                        let args = TileArgs {
+                            k: depth,
+                            a,
+                            a_k_stride,
+                            b,
+                            b_k_stride,
+                            b_col_stride,
+                            // SAFETY: the tile's first element is inside C.
+                            c: unsafe { problem.c.at(ic + start, step.jc + cols.start) },
+                            c_row_stride: problem.c.row_stride,
+                            c_col_stride: problem.c.col_stride,
+                            rows: valid,
+                            cols: cols.len(),
+                        };
+                        // SAFETY: A's micro-panel has `padded` readable rows for each of the
+                        // `depth` steps: packed, or read in place when all `padded` rows lie
+                        // inside A. B's micro-panel has `cols.len()` readable columns per
+                        // step. The C tile lies inside C and only this task writes it.
+                        unsafe { self.kernels.run(padded / width, &args, step.epilogue) };
+                    }
+                }
+            });
+        }
+    }
+}
+
+/// Chooses how many tasks split the rows (in vectors) and the columns (in
+/// micro-panels) of a panel: the grid of at most `threads` tasks with the best product of
+/// load balance and thread use. Ties go to more row tasks, which share the packed B panel
+/// without packing any A block twice.
+fn choose_grid(threads: usize, row_units: usize, col_units: usize) -> (usize, usize) {
+    let balance =
+        |units: usize, parts: usize| units as f64 / (parts * units.div_ceil(parts)) as f64;
+    let mut best = (1, 1);
+    let mut best_score = 0.0;
+    for row_tasks in (1..=threads.min(row_units)).rev() {
+        let col_tasks = (threads / row_tasks).min(col_units);
+        let used = (row_tasks * col_tasks) as f64 / threads as f64;
+        let score = balance(row_units, row_tasks) * balance(col_units, col_tasks) * used;
+        if score > best_score + 1e-9 {
+            best = (row_tasks, col_tasks);
+            best_score = score;
+        }
+    }
+    best
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grid_prefers_rows() {
+        assert_eq!(choose_grid(2, 22, 128), (2, 1));
+    }
+
+    #[test]
+    fn grid_columns_when_rows_few() {
+        assert_eq!(choose_grid(2, 1, 128), (1, 2));
+        assert_eq!(choose_grid(2, 3, 128), (1, 2));
+    }
+
+    #[test]
+    fn grid_single_tile_one_task() {
+        assert_eq!(choose_grid(4, 1, 1), (1, 1));
+        assert_eq!(choose_grid(1, 50, 50), (1, 1));
+    }
+}

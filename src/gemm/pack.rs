@@ -1,0 +1,209 @@
+//! Packing: copying a block of A or B into the contiguous micro-panel layout that the
+//! micro-kernel streams through. Packing reads through any strides, so transposed,
+//! strided and reversed operands cost no copy beyond this one.
+
+use super::operand::Operand;
+
+/// Packs the `rows × depth` block of `a` at (`row`, `col`) as one A micro-panel of
+/// `padded_rows` rows: element (i, p) goes to `dst[p·padded_rows + i]`, and rows
+/// `rows..padded_rows` are zero.
+///
+/// # Safety
+///
+/// The block lies inside `a`'s view, `rows ≤ padded_rows`, and `dst` is valid for
+/// `depth · padded_rows` writes.
+pub(crate) unsafe fn pack_a(
+    a: &Operand,
+    row: usize,
+    col: usize,
+    rows: usize,
+    depth: usize,
+    padded_rows: usize,
+    dst: *mut f32,
+) {
+    // SAFETY (every pointer below): (row + i, col + p) with `i < rows` and `p < depth` is
+    // inside the block, so inside the view, and `p·padded_rows + i` with
+    // `i < padded_rows` is inside `dst`.
+    let dst_at = |i: usize, p: usize| unsafe { dst.add(p * padded_rows + i) };
+    let src_at = |i: usize, p: usize| unsafe { a.at(row + i, col + p) };
+
+    let mut first_p = 0;
+    if a.row_stride == 1 {
+        for p in 0..depth {
+            // SAFETY: the column's `rows` elements are adjacent and inside the view, and
+            // the destination has room for `padded_rows ≥ rows`.
+            unsafe { copy_short(src_at(0, p), dst_at(0, p), rows) };
+        }
+        first_p = depth;
+    } else if a.col_stride == 1 {
+        // Rows are contiguous: transpose 4 × 4 blocks in registers.
+        let (full_rows, full_depth) = (round_down(rows), round_down(depth));
+        for p in (0..full_depth).step_by(TRANSPOSE_SIDE) {
+            for i in (0..full_rows).step_by(TRANSPOSE_SIDE) {
+                // SAFETY: source line `s` is row `i + s` from column `p`, and destination
+                // line `q` is column `p + q` from row `i`; each has 4 elements in range.
+                unsafe { transpose_4x4(|s| src_at(i + s, p), |q| dst_at(i, p + q)) };
+            }
+            for i in full_rows..rows {
+                for q in p..p + TRANSPOSE_SIDE {
+                    // SAFETY: see the closures.
+                    unsafe { *dst_at(i, q) = *src_at(i, q) };
+                }
+            }
+        }
+        first_p = full_depth;
+    }
+    for p in first_p..depth {
+        for i in 0..rows {
+            // SAFETY: see the closures.
+            unsafe { *dst_at(i, p) = *src_at(i, p) };
+        }
+    }
+
+    for p in 0..depth {
+        for i in rows..padded_rows {
+            // SAFETY: see the closures.
+            unsafe { *dst_at(i, p) = 0.0 };
+        }
+    }
+}
+
+/// Packs the `depth × cols` block of `b` at (`row`, `col`) as one B micro-panel: element
+/// (p, j) goes to `dst[p·cols + j]`.
+///
+/// # Safety
+///
+/// The block lies inside `b`'s view, and `dst` is valid for `depth · cols` writes.
+pub(crate) unsafe fn pack_b(
+    b: &Operand,
+    row: usize,
+    col: usize,
+    depth: usize,
+    cols: usize,
+    dst: *mut f32,
+) {
+    // SAFETY (every pointer below): (row + p, col + j) with `p < depth` and `j < cols` is
+    // inside the block, so inside the view, and `p·cols + j` is inside `dst`.
+    let dst_at = |p: usize, j: usize| unsafe { dst.add(p * cols + j) };
+    let src_at = |p: usize, j: usize| unsafe { b.at(row + p, col + j) };
+
+    let mut first_p = 0;
+    if b.col_stride == 1 {
+        for p in 0..depth {
+            // SAFETY: the row's `cols` elements are adjacent and inside the view; the
+            // destination is a packing buffer, disjoint from the source.
+            unsafe { copy_short(src_at(p, 0), dst_at(p, 0), cols) };
+        }
+        first_p = depth;
+    } else if b.row_stride == 1 {
+        // Columns are contiguous: transpose 4 × 4 blocks in registers.
+        let (full_depth, full_cols) = (round_down(depth), round_down(cols));
+        for p in (0..full_depth).step_by(TRANSPOSE_SIDE) {
+            for j in (0..full_cols).step_by(TRANSPOSE_SIDE) {
+                // SAFETY: source line `s` is column `j + s` from row `p`, and destination
+                // line `q` is row `p + q` from column `j`; each has 4 elements in range.
+                unsafe { transpose_4x4(|s| src_at(p, j + s), |q| dst_at(p + q, j)) };
+            }
+            for j in full_cols..cols {
+                for q in p..p + TRANSPOSE_SIDE {
+                    // SAFETY: see the closures.
+                    unsafe { *dst_at(q, j) = *src_at(q, j) };
+                }
+            }
+        }
+        first_p = full_depth;
+    }
+    for p in first_p..depth {
+        for j in 0..cols {
+            // SAFETY: see the closures.
+            unsafe { *dst_at(p, j) = *src_at(p, j) };
+        }
+    }
+}
+
+/// Side of the square blocks that packing transposes in registers.
+const TRANSPOSE_SIDE: usize = 4;
+
+/// Rounds `len` down to a multiple of [`TRANSPOSE_SIDE`].
+fn round_down(len: usize) -> usize {
+    len / TRANSPOSE_SIDE * TRANSPOSE_SIDE
+}
+
+/// Copies a 4 × 4 block transposed: element `q` of source line `s` goes to element `s` of
+/// destination line `q`.
+///
+/// # Safety
+///
+/// For `s, q < 4`, `src(s)` points at 4 readable adjacent elements and `dst(q)` at 4
+/// writable adjacent elements, none of them overlapping a source line.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn transpose_4x4(src: impl Fn(usize) -> *const f32, dst: impl Fn(usize) -> *mut f32) {
+    use core::arch::x86_64::{
+        _mm_loadu_ps, _mm_movehl_ps, _mm_movelh_ps, _mm_storeu_ps, _mm_unpackhi_ps, _mm_unpacklo_ps,
+    };
+
+    // SAFETY: the caller guarantees the lines; SSE is part of the x86-64 baseline.
+    unsafe {
+        let (s0, s1, s2, s3) = (
+            _mm_loadu_ps(src(0)),
+            _mm_loadu_ps(src(1)),
+            _mm_loadu_ps(src(2)),
+            _mm_loadu_ps(src(3)),
+        );
+        let low01 = _mm_unpacklo_ps(s0, s1);
+        let low23 = _mm_unpacklo_ps(s2, s3);
+        let high01 = _mm_unpackhi_ps(s0, s1);
+        let high23 = _mm_unpackhi_ps(s2, s3);
+        _mm_storeu_ps(dst(0), _mm_movelh_ps(low01, low23));
+        _mm_storeu_ps(dst(1), _mm_movehl_ps(low23, low01));
+        _mm_storeu_ps(dst(2), _mm_movelh_ps(high01, high23));
+        _mm_storeu_ps(dst(3), _mm_movehl_ps(high23, high01));
+    }
+}
+
+/// Copies a 4 × 4 block transposed: element `q` of source line `s` goes to element `s` of
+/// destination line `q`.
+///
+/// # Safety
+///
+/// As for the x86-64 version.
+#[cfg(not(target_arch = "x86_64"))]
+#[inline(always)]
+unsafe fn transpose_4x4(src: impl Fn(usize) -> *const f32, dst: impl Fn(usize) -> *mut f32) {
+    for s in 0..TRANSPOSE_SIDE {
+        for q in 0..TRANSPOSE_SIDE {
+            // SAFETY: the caller guarantees both lines.
+            unsafe { *dst(q).add(s) = *src(s).add(q) };
+        }
+    }
+}
+
+/// Elements per chunk of [`copy_short`]: one 64-byte cache line.
+const COPY_CHUNK: usize = 16;
+
+/// Copies `len` elements, a micro-panel column or row of at most a few dozen, in fixed-size
+/// chunks that compile to inline vector moves instead of a `memcpy` call per column.
+///
+/// # Safety
+///
+/// `src` is valid for `len` reads, `dst` for `len` writes, and the two do not overlap.
+#[inline(always)]
+unsafe fn copy_short(src: *const f32, dst: *mut f32, len: usize) {
+    let mut i = 0;
+    while i + COPY_CHUNK <= len {
+        // SAFETY: `i + COPY_CHUNK ≤ len`, inside both ranges; unaligned accesses are fine.
+        unsafe {
+            let chunk = src.add(i).cast::<[f32; COPY_CHUNK]>().read_unaligned();
+            dst.add(i)
+                .cast::<[f32; COPY_CHUNK]>()
+                .write_unaligned(chunk);
+        }
+        i += COPY_CHUNK;
+    }
+    while i < len {
+        // SAFETY: `i < len`, inside both ranges.
+        unsafe { *dst.add(i) = *src.add(i) };
+        i += 1;
+    }
+}

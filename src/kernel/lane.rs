@@ -1,0 +1,194 @@
+//! SIMD lanes: the few vector operations the micro-kernel body needs, one type per
+//! instruction set.
+//!
+//! A lane value can only be created through an `unsafe` constructor whose contract is that
+//! the CPU supports the lane's instruction set. Every value therefore proves that support,
+//! so the arithmetic on existing values is safe.
+
+/// A vector of `WIDTH` `f32` elements.
+pub(crate) trait Lane: Copy {
+    /// Number of `f32` elements in one vector.
+    const WIDTH: usize;
+
+    /// Returns a vector of zeros.
+    ///
+    /// # Safety
+    ///
+    /// The CPU supports the lane's instruction set.
+    unsafe fn zero() -> Self;
+
+    /// Returns a vector with every element equal to `x`.
+    ///
+    /// # Safety
+    ///
+    /// The CPU supports the lane's instruction set.
+    unsafe fn splat(x: f32) -> Self;
+
+    /// Loads `WIDTH` elements from `ptr`, which need not be aligned.
+    ///
+    /// # Safety
+    ///
+    /// The CPU supports the lane's instruction set, and `ptr..ptr + WIDTH` is readable.
+    unsafe fn load(ptr: *const f32) -> Self;
+
+    /// Stores the `WIDTH` elements to `ptr`, which need not be aligned.
+    ///
+    /// # Safety
+    ///
+    /// `ptr..ptr + WIDTH` is writable and not borrowed elsewhere.
+    unsafe fn store(self, ptr: *mut f32);
+
+    /// Returns `self · b + c`, fused where the instruction set has FMA.
+    fn mul_add(self, b: Self, c: Self) -> Self;
+
+    /// Returns `self · b`.
+    fn mul(self, b: Self) -> Self;
+}
+
+/// Portable lanes on the `wide` crate: eight `f32` in whatever registers the build's target
+/// features allow (two SSE2 registers on a default x86-64 build, NEON on aarch64).
+#[derive(Clone, Copy)]
+pub(crate) struct WideF32x8(wide::f32x8);
+
+impl Lane for WideF32x8 {
+    const WIDTH: usize = 8;
+
+    #[inline(always)]
+    unsafe fn zero() -> Self {
+        Self(wide::f32x8::ZERO)
+    }
+
+    #[inline(always)]
+    unsafe fn splat(x: f32) -> Self {
+        Self(wide::f32x8::splat(x))
+    }
+
+    #[inline(always)]
+    unsafe fn load(ptr: *const f32) -> Self {
+        // SAFETY: the caller guarantees that eight elements from `ptr` are readable;
+        // `read_unaligned` has no alignment requirement.
+        Self(wide::f32x8::new(unsafe {
+            ptr.cast::<[f32; 8]>().read_unaligned()
+        }))
+    }
+
+    #[inline(always)]
+    unsafe fn store(self, ptr: *mut f32) {
+        // SAFETY: the caller guarantees that eight elements from `ptr` are writable.
+        unsafe { ptr.cast::<[f32; 8]>().write_unaligned(self.0.to_array()) }
+    }
+
+    #[inline(always)]
+    fn mul_add(self, b: Self, c: Self) -> Self {
+        Self(self.0.mul_add(b.0, c.0))
+    }
+
+    #[inline(always)]
+    fn mul(self, b: Self) -> Self {
+        Self(self.0 * b.0)
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+pub(crate) use x86::{Avx2F32x8, Avx512F32x16};
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use core::arch::x86_64::{
+        __m256, __m512, _mm256_fmadd_ps, _mm256_loadu_ps, _mm256_mul_ps, _mm256_set1_ps,
+        _mm256_setzero_ps, _mm256_storeu_ps, _mm512_fmadd_ps, _mm512_loadu_ps, _mm512_mul_ps,
+        _mm512_set1_ps, _mm512_setzero_ps, _mm512_storeu_ps,
+    };
+
+    use super::Lane;
+
+    /// Eight `f32` in an AVX register, with FMA. Values exist only on CPUs with AVX2 and FMA.
+    #[derive(Clone, Copy)]
+    pub(crate) struct Avx2F32x8(__m256);
+
+    impl Lane for Avx2F32x8 {
+        const WIDTH: usize = 8;
+
+        #[inline(always)]
+        unsafe fn zero() -> Self {
+            // SAFETY: the caller guarantees AVX support.
+            Self(unsafe { _mm256_setzero_ps() })
+        }
+
+        #[inline(always)]
+        unsafe fn splat(x: f32) -> Self {
+            // SAFETY: the caller guarantees AVX support.
+            Self(unsafe { _mm256_set1_ps(x) })
+        }
+
+        #[inline(always)]
+        unsafe fn load(ptr: *const f32) -> Self {
+            // SAFETY: the caller guarantees AVX support and eight readable elements.
+            Self(unsafe { _mm256_loadu_ps(ptr) })
+        }
+
+        #[inline(always)]
+        unsafe fn store(self, ptr: *mut f32) {
+            // SAFETY: `self` exists, so the CPU has AVX; the caller guarantees eight
+            // writable elements.
+            unsafe { _mm256_storeu_ps(ptr, self.0) }
+        }
+
+        #[inline(always)]
+        fn mul_add(self, b: Self, c: Self) -> Self {
+            // SAFETY: `self` exists, so a constructor ran under the promise of AVX2 and FMA.
+            Self(unsafe { _mm256_fmadd_ps(self.0, b.0, c.0) })
+        }
+
+        #[inline(always)]
+        fn mul(self, b: Self) -> Self {
+            // SAFETY: as for `mul_add`.
+            Self(unsafe { _mm256_mul_ps(self.0, b.0) })
+        }
+    }
+
+    /// Sixteen `f32` in an AVX-512 register. Values exist only on CPUs with AVX-512F.
+    #[derive(Clone, Copy)]
+    pub(crate) struct Avx512F32x16(__m512);
+
+    impl Lane for Avx512F32x16 {
+        const WIDTH: usize = 16;
+
+        #[inline(always)]
+        unsafe fn zero() -> Self {
+            // SAFETY: the caller guarantees AVX-512F support.
+            Self(unsafe { _mm512_setzero_ps() })
+        }
+
+        #[inline(always)]
+        unsafe fn splat(x: f32) -> Self {
+            // SAFETY: the caller guarantees AVX-512F support.
+            Self(unsafe { _mm512_set1_ps(x) })
+        }
+
+        #[inline(always)]
+        unsafe fn load(ptr: *const f32) -> Self {
+            // SAFETY: the caller guarantees AVX-512F support and sixteen readable elements.
+            Self(unsafe { _mm512_loadu_ps(ptr) })
+        }
+
+        #[inline(always)]
+        unsafe fn store(self, ptr: *mut f32) {
+            // SAFETY: `self` exists, so the CPU has AVX-512F; the caller guarantees sixteen
+            // writable elements.
+            unsafe { _mm512_storeu_ps(ptr, self.0) }
+        }
+
+        #[inline(always)]
+        fn mul_add(self, b: Self, c: Self) -> Self {
+            // SAFETY: `self` exists, so a constructor ran under the promise of AVX-512F.
+            Self(unsafe { _mm512_fmadd_ps(self.0, b.0, c.0) })
+        }
+
+        #[inline(always)]
+        fn mul(self, b: Self) -> Self {
+            // SAFETY: as for `mul_add`.
+            Self(unsafe { _mm512_mul_ps(self.0, b.0) })
+        }
+    }
+}

@@ -1,0 +1,267 @@
+//! The one generic micro-kernel body: an `MR × NR` tile of `C` from an `A` micro-panel and a
+//! `B` micro-panel, followed by the epilogue that writes the tile.
+//!
+//! Each instruction set instantiates this body with its own [`Lane`] type and tile sizes, so
+//! the paths cannot drift apart. Element (i, j) of the tile is always the same chain of
+//! fused multiply-adds over `p = 0..k`, followed by the same epilogue arithmetic, wherever
+//! the tile sits and whatever its size. This is what makes threaded results bitwise equal
+//! to sequential ones.
+
+use super::lane::Lane;
+
+/// The widest lane of any path, in `f32` elements; sizes the staging buffer of edge tiles.
+const MAX_LANE_WIDTH: usize = 16;
+/// Maximum number of vectors in any path's full tile (AVX-512: 3 × 8), which sizes the
+/// spill buffer of edge tiles.
+const MAX_TILE_VECTORS: usize = 24;
+
+/// Operands of one micro-kernel call.
+///
+/// The tile has `vectors · WIDTH` rows (`MV` vectors) and `NR` columns, of which only the
+/// top-left `rows × cols` block is written.
+pub(crate) struct TileArgs {
+    /// Reduction length.
+    pub k: usize,
+    /// Element (i, p) of the A micro-panel is at `a + p·a_k_stride + i`.
+    pub a: *const f32,
+    /// Distance in elements between consecutive `p` in the A micro-panel.
+    pub a_k_stride: isize,
+    /// Element (p, j) of the B micro-panel is at `b + p·b_k_stride + j·b_col_stride`.
+    pub b: *const f32,
+    /// Distance in elements between consecutive `p` in the B micro-panel.
+    pub b_k_stride: isize,
+    /// Distance in elements between consecutive `j` in the B micro-panel: 1 when packed.
+    pub b_col_stride: isize,
+    /// Element (0, 0) of the C tile.
+    pub c: *mut f32,
+    /// Distance in elements between rows of C.
+    pub c_row_stride: isize,
+    /// Distance in elements between columns of C.
+    pub c_col_stride: isize,
+    /// Rows of the tile that lie inside C, at most `MV · WIDTH`.
+    pub rows: usize,
+    /// Columns of the tile that lie inside C, at most `NR`.
+    pub cols: usize,
+}
+
+/// The scaling of the existing `C` in `C ← α·A·B + β·C`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) enum Beta {
+    /// `β = 0`: `C` is overwritten and never read.
+    Zero,
+    /// `β = 1`: the product is added to `C`, as every `kc` block after the first does.
+    One,
+    /// Any other `β`.
+    Other(f32),
+}
+
+impl Beta {
+    /// Classifies `beta`.
+    pub(crate) fn new(beta: f32) -> Self {
+        if beta == 0.0 {
+            Beta::Zero
+        } else if beta == 1.0 {
+            Beta::One
+        } else {
+            Beta::Other(beta)
+        }
+    }
+}
+
+/// The store step of the micro-kernel: how the accumulated `A·B` tile is combined with `C`
+/// while it is still in registers.
+///
+/// Later fused layer kernels extend this type (bias, activation) instead of copying the
+/// kernel. Every such step must stay element-wise, so that a tile's position does not
+/// change its results.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct Epilogue {
+    /// The scale `α` of the product.
+    pub alpha: f32,
+    /// Scaling of the existing `C`.
+    pub beta: Beta,
+}
+
+impl Epilogue {
+    /// Returns `α·acc + β·c`, calling `load_c` only when `β ≠ 0`.
+    #[inline(always)]
+    fn combine<L: Lane>(self, alpha: L, acc: L, load_c: impl FnOnce() -> L) -> L {
+        match self.beta {
+            Beta::Zero => acc.mul(alpha),
+            Beta::One => acc.mul_add(alpha, load_c()),
+            Beta::Other(beta) => {
+                // SAFETY: `alpha` is a value of `L`, so the CPU supports the lane.
+                let beta = unsafe { L::splat(beta) };
+                acc.mul_add(alpha, load_c().mul(beta))
+            }
+        }
+    }
+}
+
+/// Computes the `MV·WIDTH × NR` tile `A·B` over `k` and writes it through the epilogue.
+///
+/// `UNIT_B_COLS` compiles the common case `b_col_stride == 1` (packed B, or B read in
+/// place with contiguous rows) with constant offsets. Otherwise the stride is read from
+/// `t`, so B can be read in place whatever its layout.
+///
+/// # Safety
+///
+/// - The CPU supports `L`'s instruction set (the `#[target_feature]` wrapper that inlines
+///   this body is only called after run-time detection).
+/// - For every `p < k`, the `MV · WIDTH` elements at `a + p·a_k_stride` and the `NR`
+///   elements at `b + p·b_k_stride + j·b_col_stride` are readable, and
+///   `b_col_stride == 1` when `UNIT_B_COLS`.
+/// - `rows ≤ MV · WIDTH`, `cols ≤ NR`, and the `rows × cols` block of C at `c` with the
+///   given strides is writable, has distinct addresses and is not borrowed elsewhere.
+#[inline(always)]
+pub(crate) unsafe fn tile_body<
+    L: Lane,
+    const MV: usize,
+    const NR: usize,
+    const UNIT_B_COLS: bool,
+>(
+    t: &TileArgs,
+    epilogue: Epilogue,
+) {
+    let b_col_stride = if UNIT_B_COLS { 1 } else { t.b_col_stride };
+    prefetch_c_tile::<L, MV, NR>(t);
+
+    // SAFETY (all constructors below): the caller guarantees support for `L`.
+    let mut acc = [[unsafe { L::zero() }; MV]; NR];
+    let mut a = t.a;
+    let mut b = t.b;
+
+    for _ in 0..t.k {
+        // SAFETY: the caller guarantees that this column of the A micro-panel is readable.
+        let a_col: [L; MV] = core::array::from_fn(|v| unsafe { L::load(a.add(v * L::WIDTH)) });
+        for (j, acc_col) in acc.iter_mut().enumerate() {
+            // SAFETY: the caller guarantees that this row of the B micro-panel is readable.
+            let b_pj = unsafe { L::splat(*b.offset(j as isize * b_col_stride)) };
+            for (acc_v, a_v) in acc_col.iter_mut().zip(a_col) {
+                *acc_v = a_v.mul_add(b_pj, *acc_v);
+            }
+        }
+        // Wrapping: after the last step the pointers may point past a direct (unpacked)
+        // operand's slice, but they are never read there.
+        a = a.wrapping_offset(t.a_k_stride);
+        b = b.wrapping_offset(t.b_k_stride);
+    }
+
+    // SAFETY: the caller's contract on C carries over.
+    unsafe { store_tile::<L, MV, NR>(&acc, t, epilogue) }
+}
+
+/// Asks the CPU to bring a full tile of C with contiguous columns into cache while the
+/// reduction runs, so that the epilogue's loads and stores do not wait for memory.
+/// Edge tiles and other strides are left to the hardware prefetcher.
+#[inline(always)]
+fn prefetch_c_tile<L: Lane, const MV: usize, const NR: usize>(t: &TileArgs) {
+    if t.c_row_stride != 1 || t.rows != MV * L::WIDTH || t.cols != NR {
+        return;
+    }
+    for j in 0..NR {
+        let column = t.c.wrapping_offset(j as isize * t.c_col_stride);
+        for line in (0..MV * L::WIDTH).step_by(CACHE_LINE_F32) {
+            prefetch(column.wrapping_add(line));
+        }
+        // A column that does not start on a cache line ends in one more line.
+        prefetch(column.wrapping_add(MV * L::WIDTH - 1));
+    }
+}
+
+/// `f32` elements per 64-byte cache line.
+const CACHE_LINE_F32: usize = 16;
+
+/// Hints that the cache line containing `ptr` will be used soon. Never faults and never
+/// changes memory, so any address is allowed.
+#[inline(always)]
+fn prefetch(ptr: *const f32) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: PREFETCHT0 is part of SSE, which every x86-64 CPU has, and a prefetch never
+    // faults whatever the address.
+    unsafe {
+        core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(ptr.cast());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = ptr;
+}
+
+/// Writes the accumulated tile into C through the epilogue.
+///
+/// Full tiles with contiguous columns use vector loads and stores. Edge tiles and other
+/// strides go through a staging buffer, with the same vector arithmetic per element.
+///
+/// # Safety
+///
+/// As for [`tile_body`], for the C operand.
+#[inline(always)]
+unsafe fn store_tile<L: Lane, const MV: usize, const NR: usize>(
+    acc: &[[L; MV]; NR],
+    t: &TileArgs,
+    epilogue: Epilogue,
+) {
+    const { assert!(L::WIDTH <= MAX_LANE_WIDTH) };
+    // SAFETY: the caller guarantees support for `L`.
+    let alpha = unsafe { L::splat(epilogue.alpha) };
+
+    if t.c_row_stride == 1 && t.rows == MV * L::WIDTH && t.cols == NR {
+        for (j, acc_col) in acc.iter().enumerate() {
+            for (v, &acc_v) in acc_col.iter().enumerate() {
+                // SAFETY: (v·WIDTH, j) and the WIDTH elements below it lie in the tile,
+                // whose rows are contiguous; the caller guarantees the tile is writable.
+                unsafe {
+                    let dst = t.c.offset(j as isize * t.c_col_stride).add(v * L::WIDTH);
+                    let out = epilogue.combine(alpha, acc_v, || L::load(dst));
+                    out.store(dst);
+                }
+            }
+        }
+        return;
+    }
+
+    // Edge tiles and other strides: first spill the accumulators with constant indices,
+    // so the accumulation loop above keeps them in registers, then combine element-wise
+    // through a staging vector.
+    const { assert!(MV * NR <= MAX_TILE_VECTORS) };
+    let mut spilled = [[0.0f32; MAX_LANE_WIDTH]; MAX_TILE_VECTORS];
+    for (j, acc_col) in acc.iter().enumerate() {
+        for (v, acc_v) in acc_col.iter().enumerate() {
+            // SAFETY: each spill slot has room for MAX_LANE_WIDTH ≥ WIDTH elements.
+            unsafe { acc_v.store(spilled[j * MV + v].as_mut_ptr()) };
+        }
+    }
+
+    for j in 0..t.cols {
+        for v in 0..MV {
+            let first_row = v * L::WIDTH;
+            if first_row >= t.rows {
+                break;
+            }
+            let valid = (t.rows - first_row).min(L::WIDTH);
+            let c_at = |i: usize| {
+                let offset =
+                    (first_row + i) as isize * t.c_row_stride + j as isize * t.c_col_stride;
+                t.c.wrapping_offset(offset)
+            };
+
+            // SAFETY: the spill slot contains WIDTH elements written above.
+            let acc_v = unsafe { L::load(spilled[j * MV + v].as_ptr()) };
+            let mut staging = [0.0f32; MAX_LANE_WIDTH];
+            let out = epilogue.combine(alpha, acc_v, || {
+                for (i, slot) in staging.iter_mut().enumerate().take(valid) {
+                    // SAFETY: row `first_row + i < rows` and column `j < cols` lie in C.
+                    *slot = unsafe { *c_at(i) };
+                }
+                // SAFETY: the staging buffer has room for MAX_LANE_WIDTH ≥ WIDTH elements.
+                unsafe { L::load(staging.as_ptr()) }
+            });
+            // SAFETY: as above.
+            unsafe { out.store(staging.as_mut_ptr()) };
+            for (i, &value) in staging.iter().enumerate().take(valid) {
+                // SAFETY: row `first_row + i < rows` and column `j < cols` lie in C, which
+                // the caller lets this function write.
+                unsafe { *c_at(i) = value };
+            }
+        }
+    }
+}

@@ -1,0 +1,153 @@
+//! The micro-kernels of each path: tile sizes and a table of every edge-tile size, each a
+//! thin `#[target_feature]` wrapper around the generic body.
+
+use super::dispatch::Arch;
+use super::lane::WideF32x8;
+#[cfg(target_arch = "x86_64")]
+use super::lane::{Avx2F32x8, Avx512F32x16};
+use super::microkernel::{Epilogue, TileArgs, tile_body};
+
+/// A compiled micro-kernel of one tile size.
+type TileFn = unsafe fn(&TileArgs, Epilogue);
+
+/// Builds `&[&[TileFn]]` indexed by `[vectors - 1][cols - 1]`, for B micro-panels with
+/// unit column stride (`true`) or any column stride (`false`).
+macro_rules! tile_table {
+    ($kernel:ident; $unit:literal; [$($mv:literal),*]; $nr:tt) => {
+        &[$(tile_table!(@row $kernel; $unit; $mv; $nr)),*]
+    };
+    (@row $kernel:ident; $unit:literal; $mv:literal; [$($nr:literal),*]) => {
+        &[$($kernel::<$mv, $nr, $unit> as TileFn),*]
+    };
+}
+
+/// The micro-kernels of one path.
+pub(crate) struct KernelSet {
+    /// `f32` elements per vector register.
+    pub lane_width: usize,
+    /// Vectors per full tile column, so a full tile has `mr = max_vectors · lane_width` rows.
+    pub max_vectors: usize,
+    /// Columns per full tile.
+    pub nr: usize,
+    /// Kernels for B micro-panels with unit column stride, by `[vectors - 1][cols - 1]`.
+    unit_b_tiles: &'static [&'static [TileFn]],
+    /// Kernels for B micro-panels with any column stride.
+    strided_b_tiles: &'static [&'static [TileFn]],
+}
+
+impl KernelSet {
+    /// The kernels of `arch`, which must be supported (see [`Arch::or_supported_below`]).
+    pub(crate) fn for_arch(arch: Arch) -> &'static KernelSet {
+        debug_assert!(arch.is_supported());
+        match arch {
+            Arch::Portable => &PORTABLE,
+            #[cfg(target_arch = "x86_64")]
+            Arch::Avx2 => &AVX2,
+            #[cfg(target_arch = "x86_64")]
+            Arch::Avx512 => &AVX512,
+            #[cfg(not(target_arch = "x86_64"))]
+            Arch::Avx2 | Arch::Avx512 => &PORTABLE,
+        }
+    }
+
+    /// Rows of a full tile.
+    pub(crate) fn mr(&self) -> usize {
+        self.max_vectors * self.lane_width
+    }
+
+    /// Runs the kernel for a tile of `vectors` vectors by `t.cols` columns.
+    ///
+    /// # Safety
+    ///
+    /// - `self` came from [`KernelSet::for_arch`] with a path the CPU supports.
+    /// - `1 ≤ vectors ≤ max_vectors`, `1 ≤ t.cols ≤ nr` and `t.rows ≤ vectors · lane_width`.
+    /// - `t` satisfies the contract of the micro-kernel body: for every `p < t.k`,
+    ///   `vectors · lane_width` rows of the A micro-panel and `t.cols` elements of the B
+    ///   micro-panel row are readable, and the `rows × cols` block of C is writable and
+    ///   unaliased.
+    #[inline]
+    pub(crate) unsafe fn run(&self, vectors: usize, t: &TileArgs, epilogue: Epilogue) {
+        debug_assert!((1..=self.max_vectors).contains(&vectors));
+        debug_assert!((1..=self.nr).contains(&t.cols));
+        debug_assert!(t.rows <= vectors * self.lane_width);
+        let tiles = if t.b_col_stride == 1 {
+            self.unit_b_tiles
+        } else {
+            self.strided_b_tiles
+        };
+        let kernel = tiles[vectors - 1][t.cols - 1];
+        // SAFETY: the caller upholds the kernel's contract, and the CPU supports the path.
+        unsafe { kernel(t, epilogue) }
+    }
+}
+
+/// Portable: `8 × 6` tiles of `wide` lanes, 6 accumulators of two SSE registers each on a
+/// default x86-64 build, which leaves room for the A column and a broadcast in 16
+/// registers.
+static PORTABLE: KernelSet = KernelSet {
+    lane_width: 8,
+    max_vectors: 1,
+    nr: 6,
+    unit_b_tiles: tile_table!(portable_tile; true; [1]; [1, 2, 3, 4, 5, 6]),
+    strided_b_tiles: tile_table!(portable_tile; false; [1]; [1, 2, 3, 4, 5, 6]),
+};
+
+/// # Safety
+///
+/// The contract of [`tile_body`]; the portable path runs on every CPU.
+unsafe fn portable_tile<const MV: usize, const NR: usize, const UNIT_B_COLS: bool>(
+    t: &TileArgs,
+    epilogue: Epilogue,
+) {
+    // SAFETY: `wide` lanes need no run-time feature; the caller upholds the rest.
+    unsafe { tile_body::<WideF32x8, MV, NR, UNIT_B_COLS>(t, epilogue) }
+}
+
+/// AVX2: `16 × 6` tiles, 12 accumulators plus two A vectors and a broadcast in the 16 YMM
+/// registers.
+#[cfg(target_arch = "x86_64")]
+static AVX2: KernelSet = KernelSet {
+    lane_width: 8,
+    max_vectors: 2,
+    nr: 6,
+    unit_b_tiles: tile_table!(avx2_tile; true; [1, 2]; [1, 2, 3, 4, 5, 6]),
+    strided_b_tiles: tile_table!(avx2_tile; false; [1, 2]; [1, 2, 3, 4, 5, 6]),
+};
+
+/// # Safety
+///
+/// The CPU supports AVX2 and FMA, and the contract of [`tile_body`] holds.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn avx2_tile<const MV: usize, const NR: usize, const UNIT_B_COLS: bool>(
+    t: &TileArgs,
+    epilogue: Epilogue,
+) {
+    // SAFETY: the caller guarantees AVX2 and FMA, and the rest of the contract.
+    unsafe { tile_body::<Avx2F32x8, MV, NR, UNIT_B_COLS>(t, epilogue) }
+}
+
+/// AVX-512: `48 × 8` tiles, 24 accumulators plus three A vectors and a broadcast in the 32
+/// ZMM registers. 24 independent FMA chains cover the FMA latency (4 cycles) times two
+/// FMA pipes with room to spare.
+#[cfg(target_arch = "x86_64")]
+static AVX512: KernelSet = KernelSet {
+    lane_width: 16,
+    max_vectors: 3,
+    nr: 8,
+    unit_b_tiles: tile_table!(avx512_tile; true; [1, 2, 3]; [1, 2, 3, 4, 5, 6, 7, 8]),
+    strided_b_tiles: tile_table!(avx512_tile; false; [1, 2, 3]; [1, 2, 3, 4, 5, 6, 7, 8]),
+};
+
+/// # Safety
+///
+/// The CPU supports AVX-512F, and the contract of [`tile_body`] holds.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn avx512_tile<const MV: usize, const NR: usize, const UNIT_B_COLS: bool>(
+    t: &TileArgs,
+    epilogue: Epilogue,
+) {
+    // SAFETY: the caller guarantees AVX-512F, and the rest of the contract.
+    unsafe { tile_body::<Avx512F32x16, MV, NR, UNIT_B_COLS>(t, epilogue) }
+}

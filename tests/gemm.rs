@@ -1,0 +1,756 @@
+//! `gemm` against `reference::gemm` on every dispatch path this CPU supports: all small
+//! shapes, sizes around every tile and block edge, transposes, strides, α and β, BLAS
+//! special cases, threads, and shape errors.
+
+use densegrad::{
+    Arch, BlockSizes, Error, MatMut, MatRef, Matrix, PARALLEL_MIN_FLOPS, Packing, Parallelism,
+    Shape, gemm, gemm_with_arch, gemm_with_options, reference,
+};
+
+/// Returns every dispatch path this CPU supports, each with small operands read in place
+/// (the default) and with every operand packed.
+fn paths() -> Vec<(Arch, Packing)> {
+    Arch::supported()
+        .into_iter()
+        .flat_map(|arch| [(arch, Packing::Auto), (arch, Packing::Always)])
+        .collect()
+}
+
+/// A small xorshift generator, so failures reproduce without a dependency.
+struct Rng(u64);
+
+impl Rng {
+    fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    /// Uniform in [-1, 1).
+    fn value(&mut self) -> f32 {
+        (self.next_u64() >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+    }
+}
+
+/// How an input operand's elements are laid out in its slice.
+#[derive(Clone, Copy, Debug)]
+enum Layout {
+    RowMajor,
+    /// Stored as the transpose and viewed through `.t()`.
+    ColMajor,
+    /// Row-major with padding after each row, starting mid-slice.
+    Padded,
+    /// Rows in reverse order and columns stepping by 2 in reverse.
+    Negative,
+    /// Every row is the same slice row (row stride 0).
+    BroadcastRows,
+}
+
+const INPUT_LAYOUTS: [Layout; 5] = [
+    Layout::RowMajor,
+    Layout::ColMajor,
+    Layout::Padded,
+    Layout::Negative,
+    Layout::BroadcastRows,
+];
+
+/// An input operand: its slice and the view's offset and strides.
+struct Input {
+    data: Vec<f32>,
+    offset: usize,
+    rows: usize,
+    cols: usize,
+    row_stride: isize,
+    col_stride: isize,
+}
+
+impl Input {
+    fn new(rng: &mut Rng, rows: usize, cols: usize, layout: Layout) -> Input {
+        let (len, offset, row_stride, col_stride) = match layout {
+            Layout::RowMajor => (rows * cols, 0, cols as isize, 1),
+            Layout::ColMajor => (rows * cols, 0, 1, rows.max(1) as isize),
+            Layout::Padded => {
+                let stride = cols + 3;
+                (5 + rows * stride, 5, stride as isize, 1)
+            }
+            Layout::Negative => {
+                let stride = 2 * cols + 1;
+                let len = rows * stride + 1;
+                let last = (rows.max(1) - 1) * stride + 2 * (cols.max(1) - 1);
+                (len, last, -(stride as isize), -2)
+            }
+            Layout::BroadcastRows => (cols + 2, 1, 0, 1),
+        };
+        let data = (0..len).map(|_| rng.value()).collect();
+        Input {
+            data,
+            offset: if rows == 0 || cols == 0 { 0 } else { offset },
+            rows,
+            cols,
+            row_stride,
+            col_stride,
+        }
+    }
+
+    fn view(&self) -> MatRef<'_> {
+        MatRef::from_strided(
+            &self.data,
+            self.offset,
+            self.rows,
+            self.cols,
+            self.row_stride,
+            self.col_stride,
+        )
+        .expect("test layouts stay inside their slice")
+    }
+}
+
+/// An output operand: row-major, column-major or padded mid-slice, filled with values.
+struct Output {
+    data: Vec<f32>,
+    offset: usize,
+    rows: usize,
+    cols: usize,
+    row_stride: isize,
+    col_stride: isize,
+}
+
+impl Output {
+    fn new(rows: usize, cols: usize, variant: usize, fill: impl FnMut(usize) -> f32) -> Output {
+        let (len, offset, row_stride, col_stride) = match variant % 4 {
+            0 => (rows * cols, 0, cols as isize, 1),
+            1 => (rows * cols, 0, 1, rows.max(1) as isize),
+            2 => (7 + rows * (cols + 2), 7, (cols + 2) as isize, 1),
+            _ => {
+                // Column-major with padded columns, rows reversed.
+                let stride = rows + 1;
+                (cols * stride + 1, rows.max(1) - 1, -1, stride as isize)
+            }
+        };
+        Output {
+            data: (0..len).map(fill).collect(),
+            offset: if rows == 0 || cols == 0 { 0 } else { offset },
+            rows,
+            cols,
+            row_stride,
+            col_stride,
+        }
+    }
+
+    fn view(&mut self) -> MatMut<'_> {
+        MatMut::from_strided(
+            &mut self.data,
+            self.offset,
+            self.rows,
+            self.cols,
+            self.row_stride,
+            self.col_stride,
+        )
+        .expect("test layouts stay inside their slice")
+    }
+
+    fn snapshot(&mut self) -> Matrix {
+        self.view().as_ref().to_matrix()
+    }
+}
+
+/// Element-wise absolute values of a view, as a row-major matrix.
+fn abs(view: MatRef<'_>) -> Matrix {
+    Matrix::from_fn(view.rows(), view.cols(), |i, j| {
+        view.get(i, j).expect("index inside view").abs()
+    })
+}
+
+/// Asserts `actual ≈ expected` within `4·(k + 2)·ε·(|α|·(|A|·|B|) + |β|·|C₀|)` element-wise.
+#[allow(clippy::too_many_arguments)]
+fn assert_close(
+    context: &str,
+    actual: &Matrix,
+    expected: &Matrix,
+    a: MatRef<'_>,
+    b: MatRef<'_>,
+    alpha: f32,
+    beta: f32,
+    c_before: &Matrix,
+) {
+    let (m, n, k) = (actual.rows(), actual.cols(), a.cols());
+    let mut magnitude = Matrix::zeros(m, n);
+    reference::gemm(
+        1.0,
+        abs(a).as_ref(),
+        abs(b).as_ref(),
+        0.0,
+        magnitude.as_mut(),
+    )
+    .expect("shapes already checked");
+    for i in 0..m {
+        for j in 0..n {
+            let got = actual.get(i, j).unwrap();
+            let want = expected.get(i, j).unwrap();
+            let c0 = if beta == 0.0 {
+                0.0
+            } else {
+                c_before.get(i, j).unwrap().abs()
+            };
+            let scale = alpha.abs() * magnitude.get(i, j).unwrap() + beta.abs() * c0;
+            let tolerance = 4.0 * (k as f32 + 2.0) * f32::EPSILON * scale + f32::MIN_POSITIVE;
+            assert!(
+                (got - want).abs() <= tolerance,
+                "{context}: C[{i}, {j}] = {got}, reference {want}, tolerance {tolerance}"
+            );
+        }
+    }
+}
+
+/// One product checked against the reference.
+#[derive(Clone, Copy, Debug)]
+struct Case {
+    m: usize,
+    k: usize,
+    n: usize,
+    a_layout: Layout,
+    b_layout: Layout,
+    c_variant: usize,
+    alpha: f32,
+    beta: f32,
+    par: Parallelism,
+}
+
+impl Case {
+    fn simple(m: usize, k: usize, n: usize) -> Case {
+        Case {
+            m,
+            k,
+            n,
+            a_layout: Layout::RowMajor,
+            b_layout: Layout::RowMajor,
+            c_variant: 0,
+            alpha: 1.0,
+            beta: 0.0,
+            par: Parallelism::Sequential,
+        }
+    }
+
+    /// Runs the case on `arch` and compares with the reference.
+    fn check(self, (arch, packing): (Arch, Packing), rng: &mut Rng) {
+        let a = Input::new(rng, self.m, self.k, self.a_layout);
+        let b = Input::new(rng, self.k, self.n, self.b_layout);
+        let c_values: Vec<f32> = (0..self.m * self.n + 64).map(|_| rng.value()).collect();
+        let mut c = Output::new(self.m, self.n, self.c_variant, |index| {
+            c_values[index % c_values.len()]
+        });
+        let mut expected = Output::new(self.m, self.n, self.c_variant, |index| {
+            c_values[index % c_values.len()]
+        });
+        let c_before = c.snapshot();
+
+        gemm_with_options(
+            arch,
+            packing,
+            self.alpha,
+            a.view(),
+            b.view(),
+            self.beta,
+            c.view(),
+            self.par,
+        )
+        .expect("shapes match");
+        reference::gemm(self.alpha, a.view(), b.view(), self.beta, expected.view())
+            .expect("shapes match");
+
+        let context = format!("{arch:?} {packing:?} {self:?}");
+        assert_close(
+            &context,
+            &c.snapshot(),
+            &expected.snapshot(),
+            a.view(),
+            b.view(),
+            self.alpha,
+            self.beta,
+            &c_before,
+        );
+        // Elements of the slice outside the view are untouched.
+        let mut in_view = vec![false; c.data.len()];
+        for i in 0..self.m {
+            for j in 0..self.n {
+                let index =
+                    c.offset as isize + i as isize * c.row_stride + j as isize * c.col_stride;
+                in_view[index as usize] = true;
+            }
+        }
+        for (index, (got, want)) in c.data.iter().zip(&expected.data).enumerate() {
+            if !in_view[index] {
+                assert_eq!(
+                    got.to_bits(),
+                    want.to_bits(),
+                    "{context}: slice element {index} changed"
+                );
+            }
+        }
+    }
+}
+
+const SCALARS: [f32; 4] = [0.0, 1.0, -0.5, 2.3];
+
+#[test]
+fn shapes_all_small() {
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    for path in paths() {
+        let mut index = 0usize;
+        for m in 0..=20 {
+            for n in 0..=20 {
+                for k in 0..=20 {
+                    index += 1;
+                    let case = Case {
+                        a_layout: INPUT_LAYOUTS[index % 5],
+                        b_layout: INPUT_LAYOUTS[(index / 5) % 5],
+                        c_variant: index / 25,
+                        alpha: [1.0, -0.5, 2.3][index % 3],
+                        beta: SCALARS[(index / 3) % 4],
+                        ..Case::simple(m, k, n)
+                    };
+                    case.check(path, &mut rng);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn shapes_tile_and_block_edges() {
+    let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+    for path in paths() {
+        let sizes = BlockSizes::for_arch(path.0);
+        let (mr, nr, kc, mc) = (sizes.mr, sizes.nr, sizes.kc, sizes.mc);
+        let mut edges = vec![mr - 1, mr, mr + 1, nr - 1, nr, nr + 1, 127, 128, 129];
+        edges.extend([2 * mr - 1, 2 * mr + 1, 3 * nr + 1]);
+        for (index, &edge) in edges.iter().enumerate() {
+            let layout = INPUT_LAYOUTS[index % 4];
+            for (m, k, n) in [
+                (edge, 9, 13),
+                (11, edge, 7),
+                (5, 17, edge),
+                (edge, edge, edge),
+            ] {
+                let case = Case {
+                    a_layout: layout,
+                    b_layout: INPUT_LAYOUTS[(index + 1) % 4],
+                    c_variant: index,
+                    beta: 2.3,
+                    ..Case::simple(m, k, n)
+                };
+                case.check(path, &mut rng);
+            }
+        }
+        for depth in [kc - 1, kc, kc + 1, 2 * kc + 1] {
+            Case {
+                beta: -0.5,
+                ..Case::simple(19, depth, 21)
+            }
+            .check(path, &mut rng);
+            Case {
+                c_variant: 0,
+                ..Case::simple(mr + 3, depth, nr + 2)
+            }
+            .check(path, &mut rng);
+        }
+        for rows in [mc - 1, mc, mc + 1] {
+            Case {
+                c_variant: 1,
+                ..Case::simple(rows, 33, 2 * nr + 1)
+            }
+            .check(path, &mut rng);
+            Case {
+                c_variant: 0,
+                ..Case::simple(2 * nr + 1, 33, rows)
+            }
+            .check(path, &mut rng);
+        }
+    }
+}
+
+#[test]
+fn transposes_all_four() {
+    let mut rng = Rng(0x1234_5678_9abc_def1);
+    for path in paths() {
+        for (m, k, n) in [(37, 53, 29), (64, 64, 64), (5, 130, 97), (100, 3, 50)] {
+            for a_layout in [Layout::RowMajor, Layout::ColMajor] {
+                for b_layout in [Layout::RowMajor, Layout::ColMajor] {
+                    for c_variant in 0..4 {
+                        let case = Case {
+                            a_layout,
+                            b_layout,
+                            c_variant,
+                            alpha: -0.5,
+                            beta: 1.0,
+                            ..Case::simple(m, k, n)
+                        };
+                        case.check(path, &mut rng);
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn strides_negative_zero_padded() {
+    let mut rng = Rng(0x0ddb_a11c_afe0_f00d);
+    for path in paths() {
+        for a_layout in INPUT_LAYOUTS {
+            for b_layout in INPUT_LAYOUTS {
+                for c_variant in 0..4 {
+                    Case {
+                        a_layout,
+                        b_layout,
+                        c_variant,
+                        beta: -0.5,
+                        ..Case::simple(45, 38, 51)
+                    }
+                    .check(path, &mut rng);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn scalars_alpha_beta_grid() {
+    let mut rng = Rng(0xfeed_beef_1234_0001);
+    for path in paths() {
+        for alpha in SCALARS {
+            for beta in SCALARS {
+                for (m, k, n) in [(33, 20, 17), (1, 1, 1), (50, 70, 9)] {
+                    Case {
+                        alpha,
+                        beta,
+                        c_variant: 2,
+                        ..Case::simple(m, k, n)
+                    }
+                    .check(path, &mut rng);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn shapes_tall_and_skinny() {
+    let mut rng = Rng(0x5eed_0000_0000_0042);
+    for path in paths() {
+        for (m, k, n) in [
+            (1, 4096, 1),
+            (4096, 1, 64),
+            (10, 128, 128),
+            (128, 128, 10),
+            (3, 300, 2),
+        ] {
+            for a_layout in [Layout::RowMajor, Layout::ColMajor] {
+                Case {
+                    a_layout,
+                    beta: 1.0,
+                    ..Case::simple(m, k, n)
+                }
+                .check(path, &mut rng);
+            }
+        }
+    }
+}
+
+/// Runs `gemm_with_arch` into a fresh row-major C filled with `c_fill`.
+fn run_filled(arch: Arch, alpha: f32, a: &Matrix, b: &Matrix, beta: f32, c_fill: f32) -> Matrix {
+    let mut c = Matrix::from_fn(a.rows(), b.cols(), |_, _| c_fill);
+    gemm_with_arch(
+        arch,
+        alpha,
+        a.as_ref(),
+        b.as_ref(),
+        beta,
+        c.as_mut(),
+        Parallelism::Sequential,
+    )
+    .expect("shapes match");
+    c
+}
+
+#[test]
+fn beta_zero_ignores_nan_and_inf() {
+    let mut rng = Rng(7);
+    let a = Matrix::from_fn(23, 31, |_, _| rng.value());
+    let b = Matrix::from_fn(31, 19, |_, _| rng.value());
+    for arch in Arch::supported() {
+        for poison in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+            for alpha in [1.0, 0.0] {
+                let c = run_filled(arch, alpha, &a, &b, 0.0, poison);
+                assert!(
+                    c.as_slice().iter().all(|x| x.is_finite()),
+                    "{arch:?} {poison} α={alpha}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn alpha_zero_skips_a_and_b() {
+    let a = Matrix::from_fn(6, 5, |_, _| f32::NAN);
+    let b = Matrix::from_fn(5, 4, |_, _| f32::INFINITY);
+    for arch in Arch::supported() {
+        let c = run_filled(arch, 0.0, &a, &b, 2.0, 1.5);
+        assert!(c.as_slice().iter().all(|&x| x == 3.0), "{arch:?}: {c:?}");
+    }
+}
+
+#[test]
+fn depth_zero_scales_c() {
+    let a = Matrix::zeros(4, 0);
+    let b = Matrix::zeros(0, 3);
+    for arch in Arch::supported() {
+        assert!(
+            run_filled(arch, 1.0, &a, &b, -0.5, 4.0)
+                .as_slice()
+                .iter()
+                .all(|&x| x == -2.0)
+        );
+        assert!(
+            run_filled(arch, 1.0, &a, &b, 0.0, f32::NAN)
+                .as_slice()
+                .iter()
+                .all(|&x| x == 0.0)
+        );
+        assert!(
+            run_filled(arch, 1.0, &a, &b, 1.0, 4.0)
+                .as_slice()
+                .iter()
+                .all(|&x| x == 4.0)
+        );
+    }
+}
+
+#[test]
+fn empty_output_writes_nothing() {
+    let a = Matrix::from_fn(0, 5, |_, _| 1.0);
+    let b = Matrix::from_fn(5, 3, |_, _| 1.0);
+    let mut c = Matrix::zeros(0, 3);
+    gemm(
+        1.0,
+        a.as_ref(),
+        b.as_ref(),
+        0.0,
+        c.as_mut(),
+        Parallelism::Rayon(0),
+    )
+    .unwrap();
+    let mut data = [9.0f32; 4];
+    let a = Matrix::from_fn(2, 5, |_, _| 1.0);
+    let b = Matrix::from_fn(5, 0, |_, _| 1.0);
+    let c = MatMut::from_strided(&mut data, 0, 2, 0, 2, 1).unwrap();
+    gemm(1.0, a.as_ref(), b.as_ref(), 0.0, c, Parallelism::Sequential).unwrap();
+    assert_eq!(data, [9.0; 4]);
+}
+
+#[test]
+fn errors_name_operand_and_shapes() {
+    let a = Matrix::zeros(3, 4);
+    let b = Matrix::zeros(5, 2);
+    let mut c = Matrix::zeros(3, 2);
+    let err = gemm(
+        1.0,
+        a.as_ref(),
+        b.as_ref(),
+        0.0,
+        c.as_mut(),
+        Parallelism::Sequential,
+    )
+    .unwrap_err();
+    assert_eq!(
+        err,
+        Error::ShapeMismatch {
+            operand: "b",
+            expected: Shape::new(4, 2),
+            actual: Shape::new(5, 2)
+        }
+    );
+
+    let b = Matrix::zeros(4, 2);
+    let mut c = Matrix::from_fn(2, 3, |_, _| 7.0);
+    let err = gemm(
+        1.0,
+        a.as_ref(),
+        b.as_ref(),
+        0.0,
+        c.as_mut(),
+        Parallelism::Sequential,
+    )
+    .unwrap_err();
+    assert_eq!(
+        err,
+        Error::ShapeMismatch {
+            operand: "c",
+            expected: Shape::new(3, 2),
+            actual: Shape::new(2, 3)
+        }
+    );
+    assert!(
+        c.as_slice().iter().all(|&x| x == 7.0),
+        "a failed call wrote C"
+    );
+    assert_eq!(err.to_string(), "c: expected 3 × 2, got 2 × 3");
+
+    // `a` fixes m and k: a wrong `a` shows up as a mismatch of `b` or `c`.
+    let a = Matrix::zeros(2, 4);
+    let mut c = Matrix::zeros(3, 2);
+    let err = gemm(
+        1.0,
+        a.as_ref(),
+        b.as_ref(),
+        0.0,
+        c.as_mut(),
+        Parallelism::Sequential,
+    )
+    .unwrap_err();
+    assert!(matches!(err, Error::ShapeMismatch { operand: "c", .. }));
+}
+
+#[test]
+fn oracle_matrixmultiply_sample() {
+    let mut rng = Rng(99);
+    for arch in Arch::supported() {
+        for (m, k, n) in [(64, 64, 64), (97, 130, 61), (10, 128, 128), (200, 33, 7)] {
+            let a = Input::new(&mut rng, m, k, Layout::Padded);
+            let b = Input::new(&mut rng, k, n, Layout::ColMajor);
+            let c0: Vec<f32> = (0..m * n).map(|_| rng.value()).collect();
+            let (alpha, beta) = (1.5, -0.5);
+
+            let mut ours = c0.clone();
+            let c = MatMut::from_slice(&mut ours, m, n).unwrap();
+            gemm_with_arch(
+                arch,
+                alpha,
+                a.view(),
+                b.view(),
+                beta,
+                c,
+                Parallelism::Sequential,
+            )
+            .unwrap();
+
+            let mut theirs = c0.clone();
+            // SAFETY: the pointers and strides describe the views above, which lie inside
+            // their slices, and `theirs` is a contiguous row-major m × n buffer.
+            unsafe {
+                matrixmultiply::sgemm(
+                    m,
+                    k,
+                    n,
+                    alpha,
+                    a.data.as_ptr().add(a.offset),
+                    a.row_stride,
+                    a.col_stride,
+                    b.data.as_ptr().add(b.offset),
+                    b.row_stride,
+                    b.col_stride,
+                    beta,
+                    theirs.as_mut_ptr(),
+                    n as isize,
+                    1,
+                );
+            }
+            for (index, (x, y)) in ours.iter().zip(&theirs).enumerate() {
+                let tolerance = 4.0 * (k as f32 + 2.0) * f32::EPSILON * (2.0 * k as f32 + 1.0);
+                assert!(
+                    (x - y).abs() <= tolerance,
+                    "{arch:?} {m}x{k}x{n} [{index}]: {x} vs {y}"
+                );
+            }
+        }
+    }
+}
+
+/// Runs one product sequentially and with `par`, and returns both results.
+fn sequential_and_parallel(
+    (arch, packing): (Arch, Packing),
+    m: usize,
+    k: usize,
+    n: usize,
+    par: Parallelism,
+) -> (Matrix, Matrix) {
+    let mut rng = Rng((m * 31 + k * 17 + n) as u64 | 1);
+    let a = Matrix::from_fn(m, k, |_, _| rng.value());
+    let b = Matrix::from_fn(n, k, |_, _| rng.value());
+    let c0 = Matrix::from_fn(m, n, |_, _| rng.value());
+    let run = |par| {
+        let mut c = c0.clone();
+        let (a, b) = (a.as_ref(), b.as_ref().t());
+        gemm_with_options(arch, packing, 0.7, a, b, 1.3, c.as_mut(), par).unwrap();
+        c
+    };
+    (run(Parallelism::Sequential), run(par))
+}
+
+#[test]
+fn threads_bitwise_equal_sequential() {
+    let flops = |m: usize, k: usize, n: usize| 2 * (m * k * n) as u64;
+    let shapes = [
+        (256, 128, 256),
+        (20, 700, 700),
+        (700, 700, 20),
+        (203, 611, 97),
+    ];
+    for &(m, k, n) in &shapes {
+        assert!(
+            flops(m, k, n) >= PARALLEL_MIN_FLOPS,
+            "{m}x{k}x{n} would stay sequential"
+        );
+    }
+    for path in paths() {
+        for &(m, k, n) in &shapes {
+            for par in [
+                Parallelism::Rayon(0),
+                Parallelism::Rayon(2),
+                Parallelism::Rayon(3),
+            ] {
+                let (sequential, parallel) = sequential_and_parallel(path, m, k, n, par);
+                assert!(
+                    sequential
+                        .as_slice()
+                        .iter()
+                        .map(|x| x.to_bits())
+                        .eq(parallel.as_slice().iter().map(|x| x.to_bits())),
+                    "{path:?} {m}x{k}x{n} {par:?} differs from sequential"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn threads_nested_in_rayon_tasks() {
+    use rayon::prelude::*;
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(2)
+        .build()
+        .unwrap();
+    let path = (Arch::selected(), Packing::Always);
+    let (expected, _) = sequential_and_parallel(path, 150, 200, 180, Parallelism::Sequential);
+    let results: Vec<Matrix> = pool.install(|| {
+        (0..6)
+            .into_par_iter()
+            .map(|_| sequential_and_parallel(path, 150, 200, 180, Parallelism::Rayon(0)).1)
+            .collect()
+    });
+    for result in results {
+        assert_eq!(result, expected);
+    }
+}
+
+#[test]
+fn arch_fallback_stays_supported() {
+    for arch in Arch::ALL {
+        assert!(arch.or_supported_below().is_supported());
+        assert!(arch.or_supported_below() <= arch);
+    }
+    assert!(Arch::supported().contains(&Arch::Portable));
+    assert!(Arch::selected().is_supported());
+}
