@@ -42,15 +42,15 @@ const ADAM_LEARNING_RATE: f32 = 0.001;
 #[command(name = "train_mnist")]
 struct Args {
     /// Number of passes over the training set
-    #[arg(long, default_value_t = 10, value_parser = parse_positive)]
+    #[arg(long, value_name = "N", default_value_t = 10, value_parser = parse_positive)]
     epochs: usize,
 
     /// Samples per mini-batch, one optimiser step each
-    #[arg(long, default_value_t = 128, value_parser = parse_positive)]
+    #[arg(long, value_name = "N", default_value_t = 128, value_parser = parse_positive)]
     batch_size: usize,
 
     /// Step size of the optimiser [default: 0.1 for sgd, 0.001 for adam]
-    #[arg(long, value_parser = parse_learning_rate)]
+    #[arg(long, value_name = "RATE", allow_negative_numbers = true, value_parser = parse_learning_rate)]
     learning_rate: Option<f32>,
 
     /// Optimiser: SGD with momentum 0.9, or Adam
@@ -58,15 +58,15 @@ struct Args {
     optimizer: OptimizerKind,
 
     /// Widths of the hidden ReLU layers, comma-separated, input side first
-    #[arg(long, default_value = "256,128", value_parser = parse_hidden)]
+    #[arg(long, value_name = "WIDTHS", default_value = "256,128", value_parser = parse_hidden)]
     hidden: Hidden,
 
     /// Threads for the kernels [default: the number of CPUs]
-    #[arg(long, value_parser = parse_positive)]
+    #[arg(long, value_name = "N", value_parser = parse_positive)]
     threads: Option<usize>,
 
     /// Seed of the initial weights and of the shuffle before each epoch
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, value_name = "N", default_value_t = 0)]
     seed: u64,
 
     /// Directory with the original MNIST files (train-images-idx3-ubyte, train-labels-idx1-ubyte,
@@ -488,7 +488,11 @@ mod tests {
         let x = data.test.images.as_ref();
         assert_eq!(loaded.predict(x).unwrap(), trained.predict(x).unwrap());
         for (l, (a, b)) in loaded.layers().iter().zip(trained.layers()).enumerate() {
-            assert_eq!(a.weights().to_matrix(), b.weights().to_matrix(), "layer {l}");
+            assert_eq!(
+                a.weights().to_matrix(),
+                b.weights().to_matrix(),
+                "layer {l}"
+            );
             assert_eq!(a.bias(), b.bias(), "layer {l}");
         }
     }

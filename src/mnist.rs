@@ -11,19 +11,40 @@
 //! - [`classifier`] builds a ReLU network with a softmax cross-entropy output, and
 //!   [`train_epoch`] runs one pass over a training set in shuffled mini-batches.
 //!
-//! ```no_run
-//! use densegrad::layer::Sgd;
-//! use densegrad::layer::Targets;
-//! use densegrad::mnist;
-//! use rand::SeedableRng;
+//! # Example
 //!
-//! let data = mnist::read_sample("data/mnist-sample")?;
+//! A network of two dense layers trained for one epoch on the sample, step by step.
+//! [`train_epoch`] does the same loop with a fresh shuffle per call.
+//!
+//! ```
+//! use densegrad::layer::{Dense, Init, Loss, Sequential, Sgd, Targets};
+//! use densegrad::{Activation, mnist};
+//! use rand::{SeedableRng, seq::SliceRandom};
+//!
+//! let data = mnist::read_sample("data/mnist-sample")?; // 8,000 training, 2,000 test digits
 //! let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
-//! let mut net = mnist::classifier(data.train.n_features(), &[256, 128], mnist::CLASSES, &mut rng)?;
+//! let layers = vec![
+//!     Dense::new(784, 128, Activation::Relu, Init::HeUniform, &mut rng)?,
+//!     Dense::new(128, 10, Activation::Softmax, Init::XavierUniform, &mut rng)?,
+//! ];
+//! let mut net = Sequential::new(layers, Loss::SoftmaxCrossEntropy)?;
 //! let mut sgd = Sgd::new(0.1).with_momentum(0.9);
-//! let loss = mnist::train_epoch(&mut net, &mut sgd, &data.train, 128, &mut rng, |_| {})?;
-//! let (_, accuracy) = net.evaluate(data.test.images.as_ref(), Targets::Classes(&data.test.labels))?;
-//! println!("loss {loss:.4}, test accuracy {:.2} %", 100.0 * accuracy);
+//!
+//! // The split is sorted by digit, so shuffle it, then take steps on batches of 100 rows.
+//! let mut order: Vec<usize> = (0..data.train.len()).collect();
+//! order.shuffle(&mut rng);
+//! let train = data.train.select(&order)?;
+//! for start in (0..train.len()).step_by(100) {
+//!     let x = train.images.as_ref().submatrix(start, 0, 100, 784)?;
+//!     net.train_step(x, Targets::Classes(&train.labels[start..start + 100]), &mut sgd)?;
+//! }
+//!
+//! let test = Targets::Classes(&data.test.labels);
+//! let (loss, accuracy) = net.evaluate(data.test.images.as_ref(), test)?;
+//! println!("test loss {loss:.3}, accuracy {:.1} %", 100.0 * accuracy);
+//! assert!(accuracy > 0.85);
+//! let bytes = net.to_safetensors()?; // write with std::fs::write to keep the model
+//! # assert!(!bytes.is_empty());
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
@@ -72,7 +93,11 @@ impl Dataset {
     pub fn from_labelled(data: &Labelled) -> Self {
         Self {
             images: data.images.to_matrix(),
-            labels: data.labels.iter().map(|&label| usize::from(label)).collect(),
+            labels: data
+                .labels
+                .iter()
+                .map(|&label| usize::from(label))
+                .collect(),
         }
     }
 
@@ -224,10 +249,7 @@ fn largest_remainder(counts: &[usize], total: usize) -> Vec<usize> {
 pub fn read_sample(dir: impl AsRef<Path>) -> Result<Split, IdxError> {
     let dir = dir.as_ref();
     let labels_path = dir.join(SAMPLE_LABELS);
-    let data = Dataset::from_labelled(&idx::read_labelled(
-        dir.join(SAMPLE_IMAGES),
-        &labels_path,
-    )?);
+    let data = Dataset::from_labelled(&idx::read_labelled(dir.join(SAMPLE_IMAGES), &labels_path)?);
 
     let too_short = |_| IdxError::Truncated {
         name: labels_path.display().to_string(),
@@ -251,10 +273,17 @@ pub fn read_sample(dir: impl AsRef<Path>) -> Result<Split, IdxError> {
 ///
 /// # Errors
 ///
-/// [`IdxError::Io`] of kind `NotFound` naming the file without the suffix when neither
-/// version of a file exists, and the errors of [`idx::read_labelled`].
+/// [`IdxError::Io`] of kind `NotFound` naming `dir` when it is not a directory, or naming
+/// the file without the suffix when neither version of a file exists; and the errors of
+/// [`idx::read_labelled`].
 pub fn read_mnist(dir: impl AsRef<Path>) -> Result<Split, IdxError> {
     let dir = dir.as_ref();
+    if !dir.is_dir() {
+        return Err(IdxError::Io {
+            path: dir.to_owned(),
+            source: io::Error::new(io::ErrorKind::NotFound, "no such directory"),
+        });
+    }
     let [train_images, train_labels, test_images, test_labels] =
         MNIST_FILES.map(|name| find_plain_or_gzip(dir, name));
     let train = idx::read_labelled(train_images?, train_labels?)?;

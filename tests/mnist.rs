@@ -180,7 +180,10 @@ fn read_mnist_missing_file() {
     };
     assert_eq!(source.kind(), ErrorKind::NotFound);
     assert_eq!(path, &dir.path().join("t10k-images-idx3-ubyte"));
-    assert!(err.to_string().contains("t10k-images-idx3-ubyte.gz"), "{err}");
+    assert!(
+        err.to_string().contains("t10k-images-idx3-ubyte.gz"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -246,8 +249,7 @@ fn train_epoch_bad_arguments() {
 
     let mut bad_label = data.clone();
     bad_label.labels[2] = 3;
-    let err =
-        mnist::train_epoch(&mut net, &mut sgd, &bad_label, 2, &mut rng, |_| {}).unwrap_err();
+    let err = mnist::train_epoch(&mut net, &mut sgd, &bad_label, 2, &mut rng, |_| {}).unwrap_err();
     assert!(err.to_string().contains("targets"), "{err}");
 }
 
@@ -273,12 +275,18 @@ fn one_epoch_beats_chance() {
     let mut rng = ChaCha8Rng::seed_from_u64(0);
     let mut net = mnist::classifier(784, &[256, 128], 10, &mut rng).unwrap();
     let (_, before) = net
-        .evaluate(split.test.images.as_ref(), Targets::Classes(&split.test.labels))
+        .evaluate(
+            split.test.images.as_ref(),
+            Targets::Classes(&split.test.labels),
+        )
         .unwrap();
     let mut sgd = Sgd::new(0.1).with_momentum(0.9);
     mnist::train_epoch(&mut net, &mut sgd, &train, 32, &mut rng, |_| {}).unwrap();
     let (_, after) = net
-        .evaluate(split.test.images.as_ref(), Targets::Classes(&split.test.labels))
+        .evaluate(
+            split.test.images.as_ref(),
+            Targets::Classes(&split.test.labels),
+        )
         .unwrap();
 
     assert!(before < 0.3, "untrained accuracy {before}");
