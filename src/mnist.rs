@@ -67,7 +67,8 @@ pub const CLASSES: usize = 10;
 pub const SAMPLE_IMAGES: &str = "images-idx3-ubyte.gz";
 /// Label file of the shipped sample, inside its directory.
 pub const SAMPLE_LABELS: &str = "labels-idx1-ubyte.gz";
-/// Digits of the 10,000-digit sample that go to the test set; the other 8,000 train.
+/// Number of digits of the 10,000-digit sample that go to the test set. The other 8,000 are
+/// for training.
 pub const SAMPLE_TEST_COUNT: usize = 2_000;
 
 /// Base names of the original MNIST files: training images and labels, then test images and
@@ -106,7 +107,7 @@ impl Dataset {
         self.labels.len()
     }
 
-    /// Whether there are no samples.
+    /// Returns `true` when there are no samples.
     pub fn is_empty(&self) -> bool {
         self.labels.is_empty()
     }
@@ -171,11 +172,10 @@ pub struct Split {
 ///
 /// Class `c` with `n_c` of the `n` samples gets `test_count · n_c / n` test samples, rounded
 /// by the largest-remainder method so that the shares add up to `test_count` exactly (ties
-/// go to the smaller class index). Within a class, the test samples are spread evenly over
-/// its occurrences: occurrence `i` of `n_c` goes to the test set when
-/// `⌊(i + 1)·t_c / n_c⌋ > ⌊i·t_c / n_c⌋`, so order within a class (the MNIST sample is
-/// sorted by label) cannot put all of one kind of image on one side. Both returned lists
-/// are in increasing order.
+/// go to the smaller class index). Within a class, the `t_c` test samples are spread evenly
+/// over its occurrences: occurrence `i` of `n_c` goes to the test set when
+/// `⌊(i + 1)·t_c / n_c⌋ > ⌊i·t_c / n_c⌋`. So an order within a class cannot put all of one
+/// kind of image on one side. Both returned lists are in increasing order.
 ///
 /// ```
 /// let labels = [0, 0, 0, 0, 1, 1, 1, 1, 1, 1];
@@ -273,9 +273,10 @@ pub fn read_sample(dir: impl AsRef<Path>) -> Result<Split, IdxError> {
 ///
 /// # Errors
 ///
-/// [`IdxError::Io`] of kind `NotFound` naming `dir` when it is not a directory, or naming
-/// the file without the suffix when neither version of a file exists; and the errors of
-/// [`idx::read_labelled`].
+/// - [`IdxError::Io`] of kind `NotFound` naming `dir` when it is not a directory.
+/// - [`IdxError::Io`] of kind `NotFound` naming the file without the suffix when neither
+///   version of a file exists.
+/// - The errors of [`idx::read_labelled`].
 pub fn read_mnist(dir: impl AsRef<Path>) -> Result<Split, IdxError> {
     let dir = dir.as_ref();
     if !dir.is_dir() {

@@ -188,8 +188,8 @@ fn read_mnist_missing_file() {
 
 #[test]
 fn train_epoch_visits_every_sample() {
-    // With a learning rate of 0 the parameters never change, so the epoch's mean loss must
-    // equal the loss of the whole training set, whatever the batch size: every sample is
+    // With a learning rate of 0 the parameters never change. So the epoch's mean loss equals
+    // the loss of the whole training set, whatever the batch size, only if every sample is
     // used once and each batch is weighted by its size.
     let mut rng = ChaCha8Rng::seed_from_u64(5);
     let data = random_dataset(&mut rng, 103, 6);
@@ -265,9 +265,9 @@ fn classifier_zero_width() {
 
 #[test]
 fn one_epoch_beats_chance() {
-    // 1,000 training digits, 100 per class give or take, for one epoch with the trainer's
-    // defaults except a batch of 32, so that the epoch has 32 steps instead of 8 and the
-    // margin over the threshold survives rounding changes in the kernels. Chance is 10 %.
+    // One epoch on 1,000 training digits, about 100 per class, with the trainer's defaults
+    // except a batch of 32. That gives 32 steps instead of 8, so the margin over the
+    // threshold survives rounding changes in the kernels. Chance is 10 %.
     let split = mnist::read_sample(sample_dir()).unwrap();
     let (_, subset) = mnist::stratified_split(&split.train.labels, 1_000).unwrap();
     let train = split.train.select(&subset).unwrap();
