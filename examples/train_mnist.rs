@@ -228,6 +228,18 @@ fn accuracy(net: &mut Sequential, data: &Dataset) -> Result<f32, densegrad::Erro
     Ok(accuracy)
 }
 
+/// Adds the epoch to a training error and, when the logits stopped being finite, the
+/// usual fix.
+fn explain_training_error(epoch: usize, err: densegrad::Error) -> BoxError {
+    let hint = match &err {
+        densegrad::Error::InvalidValue {
+            operand: "logits", ..
+        } => "; training diverged, so try a smaller --learning-rate",
+        _ => "",
+    };
+    format!("training failed in epoch {epoch}: {err}{hint}").into()
+}
+
 fn progress_bar(show: bool, epoch: usize, batches: usize) -> ProgressBar {
     if !show {
         return ProgressBar::with_draw_target(Some(batches as u64), ProgressDrawTarget::hidden());
@@ -289,7 +301,8 @@ fn run(args: &Args, out: &mut dyn Write, progress: bool) -> Result<Sequential, B
                 args.batch_size,
                 &mut rng,
                 |_| bar.inc(1),
-            )?;
+            )
+            .map_err(|err| explain_training_error(epoch, err))?;
             let seconds = epoch_start.elapsed().as_secs_f64();
             bar.finish_and_clear();
 
@@ -324,7 +337,7 @@ fn run(args: &Args, out: &mut dyn Write, progress: bool) -> Result<Sequential, B
     )?;
     if let Some(path) = &args.save {
         fs::write(path, net.to_safetensors()?)
-            .map_err(|err| format!("--save {}: cannot write the file: {err}", path.display()))?;
+            .map_err(|err| format!("--save {}: failed to write the file: {err}", path.display()))?;
         writeln!(out, "saved the parameters to {}", path.display())?;
     }
     Ok(net)
@@ -446,6 +459,28 @@ mod tests {
         let text = error_text(&["--optimizer", "rmsprop"]);
         assert!(text.contains("rmsprop"), "{text}");
         assert!(text.contains("sgd"), "{text}");
+    }
+
+    #[test]
+    fn training_error_hints_at_rate() {
+        let diverged = densegrad::Error::InvalidValue {
+            operand: "logits",
+            row: 3,
+            reason: "column 0 is NaN, expected a finite number".to_string(),
+        };
+        let text = explain_training_error(4, diverged).to_string();
+        assert!(
+            text.starts_with("training failed in epoch 4: logits"),
+            "{text}"
+        );
+        assert!(text.ends_with("try a smaller --learning-rate"), "{text}");
+
+        let other = densegrad::Error::InvalidArgument {
+            operand: "x",
+            reason: "the batch is empty; pass at least one row".to_string(),
+        };
+        let text = explain_training_error(1, other).to_string();
+        assert!(!text.contains("--learning-rate"), "{text}");
     }
 
     #[test]
