@@ -46,6 +46,8 @@ mod kernel;
 pub mod layer;
 pub mod loss;
 mod matrix;
+#[cfg(feature = "idx")]
+pub mod mnist;
 mod parallel;
 pub mod reference;
 
