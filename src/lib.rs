@@ -1,8 +1,10 @@
 //! Fast CPU kernels for training dense (fully connected) neural-network layers.
 //!
 //! `densegrad` provides the pieces that backpropagation through a feed-forward network spends
-//! its time in: a cache-blocked SGEMM whose SIMD micro-kernel is chosen at run time for the
-//! CPU, activations and their derivatives, and numerically stable losses. Every optimised
+//! its time in: a cache-blocked SGEMM ([`gemm`]) whose SIMD micro-kernel is chosen at run time
+//! for the CPU, one dense layer's forward and backward pass ([`dense_forward`],
+//! [`dense_backward`]), activations and their derivatives, numerically stable losses, and a
+//! safe [`layer`] API (`Dense`, `Sequential`, `Sgd`, `Adam`) on top. Every optimised
 //! kernel is pinned in tests to a slow, obviously correct twin in [`reference`](mod@crate::reference).
 //!
 //! # Conventions
@@ -18,19 +20,23 @@
 //! # Example
 //!
 //! ```
-//! use densegrad::{reference, Activation, MatMut, MatRef, Matrix};
+//! use densegrad::{Error, MatRef, Matrix, Parallelism, gemm};
 //!
-//! // Two samples with three features each, through a layer of two neurons.
-//! let x = MatRef::from_slice(&[1.0, 2.0, 3.0, -1.0, 0.5, 2.0], 2, 3)?;
-//! let w = MatRef::from_slice(&[0.1, 0.2, 0.3, -0.3, 0.2, 0.1], 2, 3)?;
+//! fn main() -> Result<(), Error> {
+//!     // Two samples with three features each, through a layer of two neurons.
+//!     let x = MatRef::from_slice(&[1.0, 2.0, 3.0, -1.0, 0.5, 2.0], 2, 3)?;
+//!     let w = MatRef::from_slice(&[0.1, 0.2, 0.3, -0.3, 0.2, 0.1], 2, 3)?;
 //!
-//! // Z = X·Wᵀ: the weights' transpose is a view, not a copy.
-//! let mut z = Matrix::zeros(2, 2);
-//! reference::gemm(1.0, x, w.t(), 0.0, z.as_mut())?;
-//! assert!((z.get(0, 0).unwrap() - 1.4).abs() < 1e-6);
-//! # let _ = Activation::Relu;
-//! # let _: Option<MatMut> = None;
-//! # Ok::<(), densegrad::Error>(())
+//!     // Z = X·Wᵀ: the weights' transpose is a view, not a copy.
+//!     let mut z = Matrix::zeros(2, 2);
+//!     gemm(1.0, x, w.t(), 0.0, z.as_mut(), Parallelism::Sequential)?;
+//!     assert!((z.get(0, 0).unwrap() - 1.4).abs() < 1e-6);
+//!
+//!     // A wrong shape is an error that names the operand, not a panic.
+//!     let err = gemm(1.0, x, w, 0.0, z.as_mut(), Parallelism::Sequential).unwrap_err();
+//!     assert_eq!(err.to_string(), "b: expected 3 × 3, got 2 × 3");
+//!     Ok(())
+//! }
 //! ```
 
 #![deny(unsafe_op_in_unsafe_fn)]

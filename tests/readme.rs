@@ -1,5 +1,6 @@
-//! The README's API tour is the documentation example of `densegrad::mnist`, which
-//! `cargo test` runs; this test fails when the two drift apart.
+//! The README's code examples are documentation examples in the crate, which `cargo test`
+//! runs: the API tour is `densegrad::mnist`'s and the first example is the crate's. These
+//! tests fail when a README copy and its doctest drift apart.
 
 /// Returns the lines of the first fenced code block after `heading` in the README.
 fn readme_block(readme: &str, heading: &str) -> Vec<String> {
@@ -51,4 +52,18 @@ fn readme_tour_matches_doctest() {
         doctest.len(),
         "lines in the README tour and the doctest"
     );
+}
+
+#[test]
+fn readme_first_example_matches_crate_doctest() {
+    let readme = include_str!("../README.md");
+    let crate_docs = include_str!("../src/lib.rs");
+    let example = readme_block(readme, "## Using it");
+    let doctest = module_doc_block(crate_docs);
+    assert!(
+        example.len() > 10,
+        "the example has {} lines",
+        example.len()
+    );
+    assert_eq!(example, doctest);
 }
