@@ -185,10 +185,10 @@ impl BlockSizes {
 /// Estimates the cycles that `problem`, computed as given, spends outside useful FMAs, to
 /// choose between computing `C` and `Cᵀ = Bᵀ·Aᵀ`.
 ///
-/// Three costs differ between the two: packing (a plain copy, or a transposing one for A
-/// without contiguous columns and B without contiguous rows), the scalar staging path for
-/// a `C` without contiguous columns, and FMA lanes wasted on padding rows up to a whole
-/// vector. The per-element cycle counts are estimates from profiles on one Zen 4 core;
+/// Three costs differ between the two. Packing is a plain copy, or a transposing one for
+/// A without contiguous columns and B without contiguous rows. A `C` without contiguous
+/// columns takes the scalar staging path. Rows padded up to a whole vector waste FMA
+/// lanes. The per-element cycle counts are estimates from profiles on one Zen 4 core;
 /// they only need the right order of magnitude.
 fn orientation_cost(problem: &Problem, kernels: &KernelSet, packing: Packing) -> f64 {
     const COPY_CYCLES: f64 = 0.25;
@@ -220,7 +220,7 @@ fn orientation_cost(problem: &Problem, kernels: &KernelSet, packing: Packing) ->
     a_cost + b_cost + c_cost + padding_cost
 }
 
-/// Number of rayon tasks for `problem`: 1 below [`PARALLEL_MIN_FLOPS`].
+/// Returns the number of rayon tasks for `problem`, 1 below [`PARALLEL_MIN_FLOPS`].
 fn thread_count(problem: &Problem, par: Parallelism) -> usize {
     let flops = 2u64
         .saturating_mul(problem.m as u64)

@@ -8,8 +8,8 @@
 //!   call per pair.
 //!
 //! Threads split the output rows and columns of each panel, never the reduction. Every
-//! element of C therefore sees the same sequence of operations whatever the number of
-//! threads.
+//! element of C therefore goes through the same sequence of operations whatever the
+//! number of threads.
 
 use std::ops::Range;
 
@@ -39,7 +39,7 @@ const DIRECT_OPERAND_L2_SHARE: f64 = 0.5;
 /// crate on one AVX-512 machine.
 const DIRECT_B_MAX_ROW_TILES: usize = 8;
 
-/// Which operands of a problem the micro-kernels read in place instead of packed.
+/// Choice of the operands that the micro-kernels read in place instead of packed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct DirectOperands {
     pub a: bool,
