@@ -135,6 +135,9 @@ pub fn gemm_with_options(
         c: OutOperand::new(c),
     };
     let kernels = KernelSet::for_arch(arch.or_supported_below());
+    // NOTE: when both operands are contiguous along k (A·Bᵀ of row-major matrices), one of
+    // them is packed through a transposing copy, because there is no dot-product kernel.
+    // At 10×128×128 this leaves A·Bᵀ near 60 GFLOP/s on a Zen 4 core where A·B reaches 100.
     let transposed = problem.t();
     if orientation_cost(&transposed, kernels, packing)
         < orientation_cost(&problem, kernels, packing)
