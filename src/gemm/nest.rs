@@ -149,7 +149,8 @@ struct PanelStep {
     epilogue: Epilogue,
 }
 
-/// Computes the non-empty `problem` with `threads` rayon tasks (1: on the calling thread).
+/// Computes the non-empty `problem` with `threads` rayon tasks (1: on the calling thread),
+/// reading the operands that `direct` names in place.
 ///
 /// # Safety
 ///
@@ -159,19 +160,16 @@ struct PanelStep {
 pub(crate) unsafe fn run(
     problem: &Problem,
     kernels: &'static KernelSet,
-    packing: Packing,
+    blocking: Blocking,
+    direct: DirectOperands,
     threads: usize,
 ) {
-    let DirectOperands {
-        a: direct_a,
-        b: direct_b,
-    } = DirectOperands::choose(problem, kernels, packing);
     let nest = Nest {
         problem,
         kernels,
-        blocking: Blocking::for_kernels(kernels),
-        direct_a,
-        direct_b,
+        blocking,
+        direct_a: direct.a,
+        direct_b: direct.b,
     };
     let Blocking { kc, nc, .. } = nest.blocking;
 
