@@ -367,6 +367,20 @@ fn shapes_tile_and_block_edges() {
             }
             .check(path, &mut rng);
         }
+        // A column-major C keeps its orientation, and a row-major one is transposed, so
+        // both reach a second `nc` panel.
+        for columns in [sizes.nc, sizes.nc + 1] {
+            Case {
+                c_variant: 1,
+                ..Case::simple(3, 5, columns)
+            }
+            .check(path, &mut rng);
+            Case {
+                c_variant: 0,
+                ..Case::simple(columns, 5, 3)
+            }
+            .check(path, &mut rng);
+        }
     }
 }
 

@@ -1,5 +1,5 @@
 //! A warm sequential `gemm` call allocates nothing: packing buffers are reused per thread.
-//! The counting allocator is global to this test binary, so the file holds a single test.
+//! The counting allocator is global to this test binary, so the file has a single test.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -1,5 +1,5 @@
 //! `DENSEGRAD_ARCH` forces the dispatch path. The choice is cached on the first call, so
-//! this file holds a single test and sets the variable before anything reads it.
+//! this file has a single test and sets the variable before anything reads it.
 
 use densegrad::{Arch, Matrix, Parallelism, gemm, reference};
 

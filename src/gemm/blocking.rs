@@ -13,15 +13,16 @@ pub(crate) struct CacheSizes {
 }
 
 impl CacheSizes {
-    /// Sizes used when the system does not report them: small enough for any x86-64 or
-    /// aarch64 core of the last decade, so blocks never overflow a cache.
+    /// Sizes used when the system does not report them. They are at or below the caches
+    /// of common x86-64 and aarch64 server and desktop cores, so blocks sized from them
+    /// fit, at the price of some speed on larger caches.
     pub(crate) const FALLBACK: CacheSizes = CacheSizes {
         l1d: 32 * 1024,
         l2: 256 * 1024,
         l3: 4 * 1024 * 1024,
     };
 
-    /// The sizes of CPU 0's caches, read once from Linux sysfs, with
+    /// Returns the sizes of CPU 0's caches, read once from Linux sysfs, with
     /// [`FALLBACK`](Self::FALLBACK) for any level that is not reported.
     pub(crate) fn detected() -> CacheSizes {
         static DETECTED: OnceLock<CacheSizes> = OnceLock::new();
@@ -86,8 +87,8 @@ pub(crate) struct Blocking {
 }
 
 /// Fraction of L1d given to one `kc × nr` B micro-panel, which stays in L1 while the
-/// micro-kernel sweeps the A micro-panels past it; the rest holds the streaming A column
-/// and C tile.
+/// micro-kernel sweeps the A micro-panels past it. The rest is left for the streaming A
+/// column and the C tile.
 const B_MICRO_PANEL_L1_SHARE: f64 = 0.5;
 /// Fraction of L2 given to one `mc × kc` packed A block, which stays in L2 across the
 /// columns of the B panel.
@@ -118,7 +119,7 @@ impl Blocking {
         Blocking { kc, mc, nc }
     }
 
-    /// The block sizes for `kernels` on this CPU, from [`CacheSizes::detected`].
+    /// Returns the block sizes for `kernels` on this CPU, from [`CacheSizes::detected`].
     pub(crate) fn for_kernels(kernels: &KernelSet) -> Blocking {
         Blocking::new(kernels, CacheSizes::detected())
     }

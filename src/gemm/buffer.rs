@@ -26,7 +26,7 @@ impl PackBuffer {
         if self.lines.len() < lines {
             self.lines.resize(lines, CacheLine([0.0; LINE_ELEMENTS]));
         }
-        // SAFETY: the vector holds at least `len` initialised `f32` (each `CacheLine` is
+        // SAFETY: the vector contains at least `len` initialised `f32` (each `CacheLine` is
         // `repr(C)` around an `f32` array, without padding), and `&mut self` is unique.
         unsafe { std::slice::from_raw_parts_mut(self.lines.as_mut_ptr().cast::<f32>(), len) }
     }
@@ -41,9 +41,9 @@ thread_local! {
 
 /// Runs `f` on `len` elements of the thread's buffer `key`.
 ///
-/// When the buffer is already in use on this thread (a nested call: while a rayon worker
-/// waits for its tasks it may run another task that calls `gemm`) or the thread is
-/// shutting down, `f` gets a fresh allocation instead.
+/// The buffer can already be in use on this thread, because a rayon worker that waits for
+/// its tasks may run another task that calls `gemm`. Then, or while the thread shuts down,
+/// `f` gets a fresh allocation instead.
 pub(crate) fn with_buffer<R>(
     key: &'static LocalKey<RefCell<PackBuffer>>,
     len: usize,

@@ -8,8 +8,8 @@
 //!   call per pair.
 //!
 //! Threads split the output rows and columns of each panel, never the reduction. Every
-//! element of C therefore sees the same sequence of operations whatever the number of
-//! threads.
+//! element of C therefore goes through the same sequence of operations whatever the
+//! number of threads.
 
 use std::ops::Range;
 
@@ -39,7 +39,7 @@ const DIRECT_OPERAND_L2_SHARE: f64 = 0.5;
 /// crate on one AVX-512 machine.
 const DIRECT_B_MAX_ROW_TILES: usize = 8;
 
-/// Which operands of a problem the micro-kernels read in place instead of packed.
+/// Choice of the operands that the micro-kernels read in place instead of packed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct DirectOperands {
     pub a: bool,
@@ -149,7 +149,8 @@ struct PanelStep {
     epilogue: Epilogue,
 }
 
-/// Computes the non-empty `problem` with `threads` rayon tasks (1: on the calling thread).
+/// Computes the non-empty `problem` with `threads` rayon tasks (1: on the calling thread),
+/// reading the operands that `direct` names in place.
 ///
 /// # Safety
 ///
@@ -159,19 +160,16 @@ struct PanelStep {
 pub(crate) unsafe fn run(
     problem: &Problem,
     kernels: &'static KernelSet,
-    packing: Packing,
+    blocking: Blocking,
+    direct: DirectOperands,
     threads: usize,
 ) {
-    let DirectOperands {
-        a: direct_a,
-        b: direct_b,
-    } = DirectOperands::choose(problem, kernels, packing);
     let nest = Nest {
         problem,
         kernels,
-        blocking: Blocking::for_kernels(kernels),
-        direct_a,
-        direct_b,
+        blocking,
+        direct_a: direct.a,
+        direct_b: direct.b,
     };
     let Blocking { kc, nc, .. } = nest.blocking;
 

@@ -20,7 +20,7 @@ impl Operand {
         }
     }
 
-    /// The operand with rows and columns swapped.
+    /// Returns the operand with rows and columns swapped.
     pub(crate) fn t(self) -> Operand {
         Operand {
             row_stride: self.col_stride,
@@ -59,7 +59,7 @@ impl OutOperand {
         }
     }
 
-    /// The operand with rows and columns swapped.
+    /// Returns the operand with rows and columns swapped.
     pub(crate) fn t(self) -> OutOperand {
         OutOperand {
             row_stride: self.col_stride,
@@ -102,7 +102,7 @@ unsafe impl Send for Problem {}
 unsafe impl Sync for Problem {}
 
 impl Problem {
-    /// The same product transposed, `Cᵀ ← α·Bᵀ·Aᵀ + β·Cᵀ`, which writes the same
+    /// Returns the same product transposed, `Cᵀ ← α·Bᵀ·Aᵀ + β·Cᵀ`, which writes the same
     /// elements with the same arithmetic.
     pub(crate) fn t(self) -> Problem {
         Problem {

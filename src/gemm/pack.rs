@@ -41,7 +41,7 @@ pub(crate) unsafe fn pack_a(
         for p in (0..full_depth).step_by(TRANSPOSE_SIDE) {
             for i in (0..full_rows).step_by(TRANSPOSE_SIDE) {
                 // SAFETY: source line `s` is row `i + s` from column `p`, and destination
-                // line `q` is column `p + q` from row `i`; each has 4 elements in range.
+                // line `q` is column `p + q` from row `i`. Each has 4 elements in range.
                 unsafe { transpose_4x4(|s| src_at(i + s, p), |q| dst_at(i, p + q)) };
             }
             for i in full_rows..rows {
@@ -101,7 +101,7 @@ pub(crate) unsafe fn pack_b(
         for p in (0..full_depth).step_by(TRANSPOSE_SIDE) {
             for j in (0..full_cols).step_by(TRANSPOSE_SIDE) {
                 // SAFETY: source line `s` is column `j + s` from row `p`, and destination
-                // line `q` is row `p + q` from column `j`; each has 4 elements in range.
+                // line `q` is row `p + q` from column `j`. Each has 4 elements in range.
                 unsafe { transpose_4x4(|s| src_at(p, j + s), |q| dst_at(p + q, j)) };
             }
             for j in full_cols..cols {

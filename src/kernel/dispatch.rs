@@ -22,8 +22,8 @@ impl Arch {
     /// Every path, from the most portable to the fastest.
     pub const ALL: [Arch; 3] = [Arch::Portable, Arch::Avx2, Arch::Avx512];
 
-    /// The path that [`gemm`](crate::gemm) uses: the fastest one this CPU supports, or the
-    /// one `DENSEGRAD_ARCH` names. Detected on the first call and cached.
+    /// Returns the path that [`gemm`](crate::gemm) uses: the fastest one this CPU supports,
+    /// or the one `DENSEGRAD_ARCH` names. The choice is made on the first call and cached.
     ///
     /// A path the CPU cannot run falls back to the fastest supported path below it, and an
     /// unknown name falls back to the fastest path. Both print one warning to standard
@@ -52,7 +52,7 @@ impl Arch {
         }
     }
 
-    /// The paths this CPU supports, from the most portable to the fastest.
+    /// Returns the paths this CPU supports, from the most portable to the fastest.
     pub fn supported() -> Vec<Arch> {
         Arch::ALL
             .into_iter()
@@ -69,7 +69,7 @@ impl Arch {
             .unwrap_or(Arch::Portable)
     }
 
-    /// The name `DENSEGRAD_ARCH` accepts for this path.
+    /// Returns the name that `DENSEGRAD_ARCH` accepts for this path.
     pub fn name(self) -> &'static str {
         match self {
             Arch::Portable => "portable",

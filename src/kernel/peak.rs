@@ -72,7 +72,7 @@ unsafe fn fma_chains<L: Lane>(iterations: u64) -> f32 {
 
     let mut sum = [0.0f32; 16];
     for chain in chains {
-        // SAFETY: `sum` holds 16 ≥ L::WIDTH elements.
+        // SAFETY: `lanes` has room for 16 ≥ L::WIDTH elements.
         let mut lanes = [0.0f32; 16];
         unsafe { chain.store(lanes.as_mut_ptr()) };
         for (total, lane) in sum.iter_mut().zip(lanes) {
