@@ -66,13 +66,7 @@ fn power_of_two(n: i32x8) -> f32x8 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// Distance in units in the last place between an `f32` result and the exact value.
-    fn ulps(actual: f32, exact: f64) -> f64 {
-        let rounded = exact as f32;
-        let ulp = f64::from(f32::from_bits(rounded.abs().to_bits() + 1) - rounded.abs());
-        (f64::from(actual) - exact).abs() / ulp
-    }
+    use crate::activation::ulps;
 
     fn exp_of(x: f32) -> f32 {
         exp(f32x8::splat(x)).to_array()[0]

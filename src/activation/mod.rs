@@ -309,16 +309,17 @@ fn softmax_backward_slice(a: &[f32], delta: &mut [f32]) {
     lanes::zip_in_place(a, delta, |a, d| a * (d - dot));
 }
 
+/// Distance in units in the last place between an `f32` result and the exact value.
+#[cfg(test)]
+fn ulps(actual: f32, exact: f64) -> f64 {
+    let rounded = exact as f32;
+    let ulp = f64::from(f32::from_bits(rounded.abs().to_bits() + 1) - rounded.abs());
+    (f64::from(actual) - exact).abs() / ulp
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// Distance in units in the last place between an `f32` result and the exact value.
-    fn ulps(actual: f32, exact: f64) -> f64 {
-        let rounded = exact as f32;
-        let ulp = f64::from(f32::from_bits(rounded.abs().to_bits() + 1) - rounded.abs());
-        (f64::from(actual) - exact).abs() / ulp
-    }
 
     fn lanes_of(x: f32) -> f32x8 {
         f32x8::splat(x)
