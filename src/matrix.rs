@@ -118,6 +118,41 @@ fn origin(data: *const f32, offset: usize, rows: usize, cols: usize) -> NonNull<
     unsafe { NonNull::new_unchecked(base.cast_mut()) }
 }
 
+/// The shape and stride getters that [`MatRef`] and [`MatMut`] share, written once.
+macro_rules! view_accessors {
+    () => {
+        /// Number of rows.
+        pub fn rows(&self) -> usize {
+            self.rows
+        }
+
+        /// Number of columns.
+        pub fn cols(&self) -> usize {
+            self.cols
+        }
+
+        /// The shape, `rows × cols`.
+        pub fn shape(&self) -> Shape {
+            Shape::new(self.rows, self.cols)
+        }
+
+        /// Distance in elements from one row to the next.
+        pub fn row_stride(&self) -> isize {
+            self.row_stride
+        }
+
+        /// Distance in elements from one column to the next.
+        pub fn col_stride(&self) -> isize {
+            self.col_stride
+        }
+
+        /// Returns `true` when the view has no elements.
+        pub fn is_empty(&self) -> bool {
+            self.rows == 0 || self.cols == 0
+        }
+    };
+}
+
 /// A read-only `rows × cols` view of `f32` elements with signed strides.
 ///
 /// Element (i, j) is `data[offset + i·row_stride + j·col_stride]` of the slice the view was
@@ -204,35 +239,7 @@ impl<'a> MatRef<'a> {
         })
     }
 
-    /// Number of rows.
-    pub fn rows(&self) -> usize {
-        self.rows
-    }
-
-    /// Number of columns.
-    pub fn cols(&self) -> usize {
-        self.cols
-    }
-
-    /// The shape, `rows × cols`.
-    pub fn shape(&self) -> Shape {
-        Shape::new(self.rows, self.cols)
-    }
-
-    /// Distance in elements from one row to the next.
-    pub fn row_stride(&self) -> isize {
-        self.row_stride
-    }
-
-    /// Distance in elements from one column to the next.
-    pub fn col_stride(&self) -> isize {
-        self.col_stride
-    }
-
-    /// Returns `true` when the view has no elements.
-    pub fn is_empty(&self) -> bool {
-        self.rows == 0 || self.cols == 0
-    }
+    view_accessors!();
 
     /// Returns the transposed view, `cols × rows`, without copying.
     #[must_use]
@@ -517,35 +524,7 @@ impl<'a> MatMut<'a> {
         })
     }
 
-    /// Number of rows.
-    pub fn rows(&self) -> usize {
-        self.rows
-    }
-
-    /// Number of columns.
-    pub fn cols(&self) -> usize {
-        self.cols
-    }
-
-    /// The shape, `rows × cols`.
-    pub fn shape(&self) -> Shape {
-        Shape::new(self.rows, self.cols)
-    }
-
-    /// Distance in elements from one row to the next.
-    pub fn row_stride(&self) -> isize {
-        self.row_stride
-    }
-
-    /// Distance in elements from one column to the next.
-    pub fn col_stride(&self) -> isize {
-        self.col_stride
-    }
-
-    /// Returns `true` when the view has no elements.
-    pub fn is_empty(&self) -> bool {
-        self.rows == 0 || self.cols == 0
-    }
+    view_accessors!();
 
     /// Returns a read-only view of the same elements.
     pub fn as_ref(&self) -> MatRef<'_> {
