@@ -101,6 +101,17 @@ pub enum Error {
         col_stride: isize,
     },
 
+    /// Memory for an operand could not be allocated.
+    #[error("{operand}: failed to allocate {bytes} bytes for a {shape} matrix")]
+    AllocationFailed {
+        /// The operand being allocated.
+        operand: &'static str,
+        /// The requested shape.
+        shape: Shape,
+        /// The number of bytes requested.
+        bytes: u128,
+    },
+
     /// A scalar or enum argument outside the values the function accepts.
     #[error("{operand}: {reason}")]
     InvalidArgument {

@@ -845,6 +845,34 @@ impl Matrix {
         }
     }
 
+    /// Creates a `rows × cols` matrix of zeros, returning an error where [`Matrix::zeros`]
+    /// would panic or abort; `operand` names the matrix in the error.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Overflow`] when `rows · cols` elements overflow `usize` or `isize` bytes, and
+    /// [`Error::AllocationFailed`] when the allocator cannot provide them.
+    pub fn try_zeros(operand: &'static str, rows: usize, cols: usize) -> Result<Self, Error> {
+        let shape = Shape::new(rows, cols);
+        let len = rows
+            .checked_mul(cols)
+            .filter(|len| {
+                len.checked_mul(size_of::<f32>())
+                    .is_some_and(|b| b <= isize::MAX as usize)
+            })
+            .ok_or(Error::Overflow { operand, shape })?;
+
+        let mut data = Vec::new();
+        data.try_reserve_exact(len)
+            .map_err(|_| Error::AllocationFailed {
+                operand,
+                shape,
+                bytes: len as u128 * size_of::<f32>() as u128,
+            })?;
+        data.resize(len, 0.0);
+        Ok(Self { data, rows, cols })
+    }
+
     /// Creates a matrix whose element (i, j) is `f(i, j)`.
     ///
     /// # Panics

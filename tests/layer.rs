@@ -3,7 +3,9 @@
 
 use std::collections::HashMap;
 
-use densegrad::layer::{ARCHITECTURE_KEY, Adam, Dense, Init, Loss, Sequential, Sgd, Targets};
+use densegrad::layer::{
+    ARCHITECTURE_KEY, Adam, Dense, Init, Loss, Optimizer, Sequential, Sgd, Targets,
+};
 use densegrad::{Activation, Error, MatRef, Matrix, Parallelism};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -735,4 +737,54 @@ fn evaluate_overflowing_logits_name_batch_row() {
         ),
         "{err}"
     );
+}
+
+#[test]
+fn optimizer_update_rejects_bad_tensors() {
+    let optimizers: [Box<dyn Optimizer>; 2] = [
+        Box::new(Sgd::new(0.1).with_momentum(0.9)),
+        Box::new(Adam::new(0.01)),
+    ];
+    for mut optimizer in optimizers {
+        optimizer.begin_step().unwrap();
+        let mut params = vec![1.0; 4];
+
+        let err = optimizer.update(0, &mut params, &[0.5; 2]).unwrap_err();
+        assert_eq!(err.to_string(), "grads: expected length 4, got 2");
+        assert_eq!(params, [1.0; 4]);
+
+        let err = optimizer
+            .update(usize::MAX, &mut params, &[0.5; 4])
+            .unwrap_err();
+        assert!(matches!(
+            err,
+            Error::InvalidArgument {
+                operand: "index",
+                ..
+            }
+        ));
+        assert_eq!(params, [1.0; 4]);
+
+        optimizer.update(0, &mut params, &[0.5; 4]).unwrap();
+        let updated = params.clone();
+        let mut other = vec![1.0; 3];
+        let err = optimizer.update(0, &mut other, &[0.5; 3]).unwrap_err();
+        assert!(matches!(
+            err,
+            Error::LengthMismatch {
+                operand: "params",
+                ..
+            }
+        ));
+        assert_eq!(other, [1.0; 3]);
+        assert_ne!(updated, [1.0; 4]);
+    }
+}
+
+#[test]
+fn dense_new_too_large_is_error() {
+    let mut rng = ChaCha8Rng::seed_from_u64(0);
+    let err = Dense::new(usize::MAX / 2, 3, Activation::Relu, Init::HeUniform, &mut rng)
+        .unwrap_err();
+    assert!(matches!(err, Error::Overflow { operand: "weights", .. }));
 }

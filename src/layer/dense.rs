@@ -44,7 +44,9 @@ impl Dense {
     /// # Errors
     ///
     /// [`Error::InvalidArgument`] naming `n_in` or `n_out` when it is zero, or `activation`
-    /// for a leaky ReLU slope that is negative or not finite.
+    /// for a leaky ReLU slope that is negative or not finite; [`Error::Overflow`] or
+    /// [`Error::AllocationFailed`] naming `weights` when `n_out × n_in` is too large to
+    /// allocate.
     pub fn new<R: Rng + ?Sized>(
         n_in: usize,
         n_out: usize,
@@ -56,7 +58,7 @@ impl Dense {
         check_width("n_out", n_out)?;
         check_slope("activation", activation)?;
 
-        let mut weights = Matrix::zeros(n_out, n_in);
+        let mut weights = Matrix::try_zeros("weights", n_out, n_in)?;
         init.fill(weights.as_mut_slice(), n_in, n_out, rng)?;
         Self::from_parameters(weights, vec![0.0; n_out], activation)
     }
@@ -89,7 +91,7 @@ impl Dense {
             weights,
             bias,
             activation,
-            grad_weights: Matrix::zeros(rows, cols),
+            grad_weights: Matrix::try_zeros("grad_weights", rows, cols)?,
             grad_bias: vec![0.0; rows],
         })
     }

@@ -22,9 +22,17 @@ pub trait Optimizer {
     /// then does not run.
     fn begin_step(&mut self) -> Result<(), Error>;
 
-    /// Updates parameter tensor number `index` in place from its gradient `grads`, which has
-    /// the same length as `params`.
-    fn update(&mut self, index: usize, params: &mut [f32], grads: &[f32]);
+    /// Updates parameter tensor number `index` in place from its gradient `grads`.
+    ///
+    /// Tensors are numbered from 0 in the order they are first updated, so `index` may be at
+    /// most one past the highest index used so far.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::LengthMismatch`] naming `grads` when it is not as long as `params`, or
+    /// `params` when tensor `index` had another length before; [`Error::InvalidArgument`]
+    /// naming `index` when it skips a number. Nothing changes on error.
+    fn update(&mut self, index: usize, params: &mut [f32], grads: &[f32]) -> Result<(), Error>;
 }
 
 /// Stochastic gradient descent with optional momentum, Nesterov momentum and L2 weight
@@ -100,16 +108,17 @@ impl Optimizer for Sgd {
         Ok(())
     }
 
-    fn update(&mut self, index: usize, params: &mut [f32], grads: &[f32]) {
+    fn update(&mut self, index: usize, params: &mut [f32], grads: &[f32]) -> Result<(), Error> {
+        Error::check_len("grads", params.len(), grads.len())?;
         let (lr, wd, momentum) = (self.learning_rate, self.weight_decay, self.momentum);
         if momentum == 0.0 {
             for (p, &g) in params.iter_mut().zip(grads) {
                 *p -= lr * (g + wd * *p);
             }
-            return;
+            return Ok(());
         }
 
-        let velocity = state_for(&mut self.velocity, index, params.len());
+        let velocity = state_for(&mut self.velocity, index, params.len())?;
         if self.nesterov {
             for ((p, &g), v) in params.iter_mut().zip(grads).zip(velocity.iter_mut()) {
                 let g = g + wd * *p;
@@ -123,6 +132,7 @@ impl Optimizer for Sgd {
                 *p -= lr * *v;
             }
         }
+        Ok(())
     }
 }
 
@@ -220,7 +230,8 @@ impl Optimizer for Adam {
         Ok(())
     }
 
-    fn update(&mut self, index: usize, params: &mut [f32], grads: &[f32]) {
+    fn update(&mut self, index: usize, params: &mut [f32], grads: &[f32]) -> Result<(), Error> {
+        Error::check_len("grads", params.len(), grads.len())?;
         let (lr, beta1, beta2, eps) = (self.learning_rate, self.beta1, self.beta2, self.epsilon);
         let decay = 1.0 - lr * self.weight_decay;
         let step = self.step.max(1);
@@ -229,8 +240,8 @@ impl Optimizer for Adam {
         let step_size = lr / correction1;
         let inv_sqrt_correction2 = 1.0 / correction2.sqrt();
 
-        let first = state_for(&mut self.first_moment, index, params.len());
-        let second = state_for(&mut self.second_moment, index, params.len());
+        let first = state_for(&mut self.first_moment, index, params.len())?;
+        let second = state_for(&mut self.second_moment, index, params.len())?;
         let moments = first.iter_mut().zip(second.iter_mut());
         for ((p, &g), (m, v)) in params.iter_mut().zip(grads).zip(moments) {
             *p *= decay;
@@ -238,21 +249,34 @@ impl Optimizer for Adam {
             *v = beta2 * *v + (1.0 - beta2) * g * g;
             *p -= step_size * *m / (v.sqrt() * inv_sqrt_correction2 + eps);
         }
+        Ok(())
     }
 }
 
 /// Returns the state buffer of tensor `index`, creating it (zeroed, `len` elements) on first
 /// use. Allocates only then.
-fn state_for(states: &mut Vec<Vec<f32>>, index: usize, len: usize) -> &mut [f32] {
-    if states.len() <= index {
-        states.resize_with(index + 1, Vec::new);
+///
+/// # Errors
+///
+/// [`Error::InvalidArgument`] when `index` skips a number, and [`Error::LengthMismatch`]
+/// when the tensor had another length before.
+fn state_for(states: &mut Vec<Vec<f32>>, index: usize, len: usize) -> Result<&mut [f32], Error> {
+    if index > states.len() {
+        return Err(Error::InvalidArgument {
+            operand: "index",
+            reason: format!(
+                "tensor {index} skips a number: this optimiser has seen tensors 0 to {}; \
+                 number them in the order of their first update",
+                states.len() as isize - 1
+            ),
+        });
+    }
+    if index == states.len() {
+        states.push(vec![0.0; len]);
     }
     let state = &mut states[index];
-    if state.len() != len {
-        state.clear();
-        state.resize(len, 0.0);
-    }
-    state
+    Error::check_len("params", state.len(), len)?;
+    Ok(state)
 }
 
 fn check_non_negative(operand: &'static str, value: f32) -> Result<(), Error> {

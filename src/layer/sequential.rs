@@ -230,8 +230,8 @@ impl Sequential {
                 2 * l,
                 layer.weights.as_mut_slice(),
                 layer.grad_weights.as_slice(),
-            );
-            optimizer.update(2 * l + 1, &mut layer.bias, &layer.grad_bias);
+            )?;
+            optimizer.update(2 * l + 1, &mut layer.bias, &layer.grad_bias)?;
         }
         Ok(loss)
     }
