@@ -78,6 +78,21 @@ pub enum IdxError {
         extra: u128,
     },
 
+    /// A label is outside the classes the data set has.
+    #[error(
+        "{name}: label {label} of sample {index} is not below the number of classes, {classes}"
+    )]
+    InvalidLabel {
+        /// The label file.
+        name: String,
+        /// The sample, counting from 0.
+        index: usize,
+        /// The label found.
+        label: u8,
+        /// The number of classes; labels must be below it.
+        classes: usize,
+    },
+
     /// Images and labels disagree on the number of samples.
     #[error("{images} images but {labels} labels; the two files must describe the same samples")]
     CountMismatch {
@@ -89,19 +104,37 @@ pub enum IdxError {
 }
 
 /// A stack of `uint8` images, as read from an `idx3` file.
+///
+/// The fields are private so that `pixels` always holds exactly `count · rows · cols` bytes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Images {
-    /// Number of images.
-    pub count: usize,
-    /// Pixel rows per image.
-    pub rows: usize,
-    /// Pixel columns per image.
-    pub cols: usize,
-    /// `count · rows · cols` pixels, image after image, each row-major.
-    pub pixels: Vec<u8>,
+    count: usize,
+    rows: usize,
+    cols: usize,
+    pixels: Vec<u8>,
 }
 
 impl Images {
+    /// Number of images.
+    pub fn count(&self) -> usize {
+        self.count
+    }
+
+    /// Pixel rows per image.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Pixel columns per image.
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+
+    /// The `count · rows · cols` pixels, image after image, each row-major.
+    pub fn pixels(&self) -> &[u8] {
+        &self.pixels
+    }
+
     /// Number of pixels in one image.
     pub fn pixels_per_image(&self) -> usize {
         self.rows * self.cols

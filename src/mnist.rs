@@ -200,18 +200,31 @@ pub fn stratified_split(
         });
     }
 
-    let classes = labels.iter().max().map_or(0, |&max| max + 1);
-    let mut counts = vec![0usize; classes];
-    for &label in labels {
-        counts[label] += 1;
+    // Classes are the distinct label values in increasing order, so any label value works,
+    // however large, without sizing a table by it.
+    let mut classes = labels.to_vec();
+    classes.sort_unstable();
+    classes.dedup();
+    let class_of = |label: &usize| {
+        classes
+            .binary_search(label)
+            .expect("every label is one of the distinct labels")
+    };
+
+    let mut counts = vec![0usize; classes.len()];
+    for label in labels {
+        counts[class_of(label)] += 1;
     }
     let test_per_class = largest_remainder(&counts, test_count);
 
-    let mut seen = vec![0usize; classes];
+    let mut seen = vec![0usize; classes.len()];
     let (mut train, mut test) = (Vec::new(), Vec::new());
-    for (index, &label) in labels.iter().enumerate() {
-        let (i, t, n_c) = (seen[label], test_per_class[label], counts[label]);
-        seen[label] += 1;
+    for (index, label) in labels.iter().enumerate() {
+        let class = class_of(label);
+        let (i, t, n_c) = (seen[class], test_per_class[class], counts[class]);
+        seen[class] += 1;
+        // In u128, because (i + 1)·t can exceed usize on 32-bit targets.
+        let (i, t, n_c) = (i as u128, t as u128, n_c as u128);
         if (i + 1) * t / n_c > i * t / n_c {
             test.push(index);
         } else {
@@ -227,10 +240,15 @@ fn largest_remainder(counts: &[usize], total: usize) -> Vec<usize> {
     if n == 0 {
         return vec![0; counts.len()];
     }
-    let mut shares: Vec<usize> = counts.iter().map(|&c| c * total / n).collect();
+    // In u128, because count · total can exceed usize on 32-bit targets.
+    let (total_wide, n_wide) = (total as u128, n as u128);
+    let mut shares: Vec<usize> = counts
+        .iter()
+        .map(|&c| (c as u128 * total_wide / n_wide) as usize)
+        .collect();
     let mut by_remainder: Vec<usize> = (0..counts.len()).collect();
     // A stable sort keeps the smaller class first among equal remainders.
-    by_remainder.sort_by_key(|&c| std::cmp::Reverse(counts[c] * total % n));
+    by_remainder.sort_by_key(|&c| std::cmp::Reverse(counts[c] as u128 * total_wide % n_wide));
     let missing = total - shares.iter().sum::<usize>();
     for &c in by_remainder.iter().take(missing) {
         shares[c] += 1;
@@ -249,7 +267,9 @@ fn largest_remainder(counts: &[usize], total: usize) -> Vec<usize> {
 pub fn read_sample(dir: impl AsRef<Path>) -> Result<Split, IdxError> {
     let dir = dir.as_ref();
     let labels_path = dir.join(SAMPLE_LABELS);
-    let data = Dataset::from_labelled(&idx::read_labelled(dir.join(SAMPLE_IMAGES), &labels_path)?);
+    let labelled = idx::read_labelled(dir.join(SAMPLE_IMAGES), &labels_path)?;
+    check_labels(&labels_path, &labelled.labels)?;
+    let data = Dataset::from_labelled(&labelled);
 
     let too_short = |_| IdxError::Truncated {
         name: labels_path.display().to_string(),
@@ -287,12 +307,31 @@ pub fn read_mnist(dir: impl AsRef<Path>) -> Result<Split, IdxError> {
     }
     let [train_images, train_labels, test_images, test_labels] =
         MNIST_FILES.map(|name| find_plain_or_gzip(dir, name));
-    let train = idx::read_labelled(train_images?, train_labels?)?;
-    let test = idx::read_labelled(test_images?, test_labels?)?;
+    let (train_labels, test_labels) = (train_labels?, test_labels?);
+    let train = idx::read_labelled(train_images?, &train_labels)?;
+    check_labels(&train_labels, &train.labels)?;
+    let test = idx::read_labelled(test_images?, &test_labels)?;
+    check_labels(&test_labels, &test.labels)?;
     Ok(Split {
         train: Dataset::from_labelled(&train),
         test: Dataset::from_labelled(&test),
     })
+}
+
+/// Checks that every label of the file at `path` is a digit, below [`CLASSES`].
+fn check_labels(path: &Path, labels: &[u8]) -> Result<(), IdxError> {
+    match labels
+        .iter()
+        .position(|&label| usize::from(label) >= CLASSES)
+    {
+        None => Ok(()),
+        Some(index) => Err(IdxError::InvalidLabel {
+            name: path.display().to_string(),
+            index,
+            label: labels[index],
+            classes: CLASSES,
+        }),
+    }
 }
 
 /// Returns `dir/name` if it exists, else `dir/name.gz` if that exists.

@@ -53,10 +53,10 @@ fn images_plain_and_gzip_agree() {
     let from_gzip = idx::read_images(&packed).unwrap();
     assert_eq!(from_plain, from_gzip);
     assert_eq!(
-        (from_plain.count, from_plain.rows, from_plain.cols),
+        (from_plain.count(), from_plain.rows(), from_plain.cols()),
         (2, 3, 2)
     );
-    assert_eq!(from_plain.pixels, pixels);
+    assert_eq!(from_plain.pixels(), pixels);
 }
 
 #[test]
@@ -196,8 +196,8 @@ fn mnist_sample_loads_all_digits() {
         sample_path("labels-idx1-ubyte.gz"),
     )
     .unwrap();
-    assert_eq!(data.images.count, 10_000);
-    assert_eq!((data.images.rows, data.images.cols), (28, 28));
+    assert_eq!(data.images.count(), 10_000);
+    assert_eq!((data.images.rows(), data.images.cols()), (28, 28));
 
     let mut per_digit = [0usize; 10];
     for &label in &data.labels {
@@ -215,7 +215,7 @@ fn mnist_sample_pixels_look_like_digits() {
     let per_image = images.pixels_per_image();
 
     // Every MNIST digit has ink near the centre and a blank border row at the top.
-    for image in images.pixels.chunks(per_image) {
+    for image in images.pixels().chunks(per_image) {
         assert!(image.iter().any(|&p| p > 128));
         assert!(image[..28].iter().all(|&p| p == 0));
     }

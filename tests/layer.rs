@@ -784,7 +784,19 @@ fn optimizer_update_rejects_bad_tensors() {
 #[test]
 fn dense_new_too_large_is_error() {
     let mut rng = ChaCha8Rng::seed_from_u64(0);
-    let err = Dense::new(usize::MAX / 2, 3, Activation::Relu, Init::HeUniform, &mut rng)
-        .unwrap_err();
-    assert!(matches!(err, Error::Overflow { operand: "weights", .. }));
+    let err = Dense::new(
+        usize::MAX / 2,
+        3,
+        Activation::Relu,
+        Init::HeUniform,
+        &mut rng,
+    )
+    .unwrap_err();
+    assert!(matches!(
+        err,
+        Error::Overflow {
+            operand: "weights",
+            ..
+        }
+    ));
 }

@@ -292,3 +292,46 @@ fn one_epoch_beats_chance() {
     assert!(before < 0.3, "untrained accuracy {before}");
     assert!(after > 0.7, "test accuracy after one epoch {after}");
 }
+
+#[test]
+fn split_any_label_values() {
+    let (train, test) = mnist::stratified_split(&[usize::MAX, 0, 3, usize::MAX, 0, 3], 3).unwrap();
+    assert_eq!(test.len(), 3);
+    assert_eq!(train.len(), 3);
+
+    let mut test_labels: Vec<usize> = test
+        .iter()
+        .map(|&i| [usize::MAX, 0, 3, usize::MAX, 0, 3][i])
+        .collect();
+    test_labels.sort_unstable();
+    assert_eq!(test_labels, [0, 3, usize::MAX]);
+}
+
+#[test]
+fn read_mnist_label_out_of_range() {
+    let dir = tempfile::tempdir().unwrap();
+    let [train_images, train_labels, test_images, test_labels] = mnist::MNIST_FILES;
+    write_idx_pair(dir.path(), train_images, train_labels, 5, false);
+    write_idx_pair(dir.path(), test_images, test_labels, 4, false);
+
+    // Label 12 in the test labels' third sample: the header is 8 bytes.
+    let path = dir.path().join(test_labels);
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[8 + 2] = 12;
+    std::fs::write(&path, bytes).unwrap();
+
+    let err = mnist::read_mnist(dir.path()).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            IdxError::InvalidLabel {
+                index: 2,
+                label: 12,
+                classes: 10,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("t10k-labels-idx1-ubyte"), "{err}");
+}
