@@ -307,10 +307,11 @@ pub fn read_mnist(dir: impl AsRef<Path>) -> Result<Split, IdxError> {
     }
     let [train_images, train_labels, test_images, test_labels] =
         MNIST_FILES.map(|name| find_plain_or_gzip(dir, name));
-    let (train_labels, test_labels) = (train_labels?, test_labels?);
-    let train = idx::read_labelled(train_images?, &train_labels)?;
+    let (train_images, train_labels) = (train_images?, train_labels?);
+    let (test_images, test_labels) = (test_images?, test_labels?);
+    let train = idx::read_labelled(train_images, &train_labels)?;
     check_labels(&train_labels, &train.labels)?;
-    let test = idx::read_labelled(test_images?, &test_labels)?;
+    let test = idx::read_labelled(test_images, &test_labels)?;
     check_labels(&test_labels, &test.labels)?;
     Ok(Split {
         train: Dataset::from_labelled(&train),
