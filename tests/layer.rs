@@ -800,3 +800,14 @@ fn dense_new_too_large_is_error() {
         }
     ));
 }
+
+#[test]
+fn safetensors_bytes_repeatable() {
+    let net = network(&[5, 4, 3], Activation::Tanh, Loss::SoftmaxCrossEntropy, 8);
+    let first = net.to_safetensors().unwrap();
+    for _ in 0..20 {
+        assert_eq!(net.to_safetensors().unwrap(), first);
+    }
+    let copy = Sequential::from_safetensors(&first).unwrap();
+    assert_eq!(copy.to_safetensors().unwrap(), first);
+}

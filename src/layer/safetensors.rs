@@ -72,7 +72,8 @@ impl Sequential {
                 architecture_json(self).to_string(),
             ),
         ]);
-        safetensors::serialize(tensors, Some(metadata)).map_err(format_error)
+        let bytes = safetensors::serialize(tensors, Some(metadata)).map_err(format_error)?;
+        Ok(with_sorted_header(bytes))
     }
 
     /// Builds a network from safetensors bytes that [`to_safetensors`](Self::to_safetensors)
@@ -246,6 +247,30 @@ fn activation_name(activation: Activation) -> &'static str {
         Activation::Tanh => "tanh",
         Activation::Softmax => "softmax",
     }
+}
+
+/// Rewrites the JSON header of a safetensors file with its keys in sorted order.
+///
+/// `safetensors::serialize` takes the metadata as a `HashMap`, whose iteration order changes
+/// from one map to the next, so two saves of the same network could differ in their header
+/// bytes. serde_json's `Value` keeps object keys in a `BTreeMap`, so a parse and re-encode
+/// sorts them. The tensor data is untouched: its offsets count from the end of the header.
+fn with_sorted_header(bytes: Vec<u8>) -> Vec<u8> {
+    const LEN_BYTES: usize = size_of::<u64>();
+    let header_len = u64::from_le_bytes(bytes[..LEN_BYTES].try_into().expect("8 bytes"));
+    let header_end = LEN_BYTES + header_len as usize;
+    let header: serde_json::Value = serde_json::from_slice(&bytes[LEN_BYTES..header_end])
+        .expect("safetensors::serialize writes a JSON header");
+
+    // The format pads the header with spaces to a multiple of 8 bytes, as serialize does.
+    let mut sorted = serde_json::to_vec(&header).expect("a JSON value encodes");
+    sorted.resize(sorted.len().next_multiple_of(8), b' ');
+
+    let mut out = Vec::with_capacity(LEN_BYTES + sorted.len() + bytes.len() - header_end);
+    out.extend((sorted.len() as u64).to_le_bytes());
+    out.extend(&sorted);
+    out.extend(&bytes[header_end..]);
+    out
 }
 
 /// One layer as the architecture metadata describes it.
