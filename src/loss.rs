@@ -93,8 +93,8 @@ pub fn mean_squared_error(
 ///   the logits'.
 /// - [`Error::LengthMismatch`] naming `targets` when there is not one class per row.
 /// - [`Error::InvalidArgument`] naming `logits` when a non-empty batch has no columns.
-/// - [`Error::InvalidValue`] naming the first row whose logit or dense target is not finite,
-///   or whose class index is out of range.
+/// - [`Error::InvalidValue`] naming the first row whose logit is not finite, whose dense
+///   target is not a probability in [0, 1], or whose class index is out of range.
 pub fn softmax_cross_entropy(
     logits: MatRef<'_>,
     targets: Targets<'_>,
@@ -124,7 +124,7 @@ pub fn softmax_cross_entropy(
     check_values(logits, "logits", Range::Finite)?;
     match targets {
         Targets::Classes(classes) => check_classes(classes, cols)?,
-        Targets::Dense(y) => check_values(y, "targets", Range::Finite)?,
+        Targets::Dense(y) => check_values(y, "targets", Range::Probability)?,
     }
     let inv_m = batch_scale(rows);
 

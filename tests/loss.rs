@@ -446,3 +446,28 @@ fn softmax_without_classes_rejected() {
         "{err}"
     );
 }
+
+#[test]
+fn softmax_cross_entropy_rejects_negative_target() {
+    let logits = [0.5, -1.0, 2.0];
+    let targets = [-1.0, 0.0, 2.0];
+    let mut grad = [7.0; 3];
+    let err = loss::softmax_cross_entropy(
+        MatRef::from_slice(&logits, 1, 3).unwrap(),
+        Targets::Dense(MatRef::from_slice(&targets, 1, 3).unwrap()),
+        MatMut::from_slice(&mut grad, 1, 3).unwrap(),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::InvalidValue {
+                operand: "targets",
+                row: 0,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(grad, [7.0; 3]);
+}

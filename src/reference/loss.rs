@@ -46,7 +46,7 @@ pub fn mean_squared_error(
 ///
 /// [`Error::ShapeMismatch`] naming `targets` or `grad`, [`Error::InvalidArgument`] naming
 /// `logits` when a non-empty batch has no columns, and [`Error::InvalidValue`] naming the
-/// first row whose logit or target is not finite.
+/// first row whose logit is not finite or whose target lies outside `[0, 1]`.
 pub fn softmax_cross_entropy(
     logits: MatRef<'_>,
     targets: MatRef<'_>,
@@ -55,7 +55,7 @@ pub fn softmax_cross_entropy(
     check_operands(logits, targets, grad.as_ref())?;
     check_has_classes(logits)?;
     check_finite("logits", logits)?;
-    check_finite("targets", targets)?;
+    check_probabilities("targets", targets)?;
     let Shape { rows, cols } = logits.shape();
     let m = rows as f64;
 
