@@ -68,3 +68,17 @@ pub use kernel::{Arch, peak_fma_loop};
 pub use loss::Targets;
 pub use matrix::{MatMut, MatRef, Matrix, RowsIter};
 pub use parallel::Parallelism;
+
+/// Returns the name of the SIMD path the kernels run on: `"avx512"`, `"avx2"` or
+/// `"portable"`.
+///
+/// The path is chosen once, on first use, as the fastest one this CPU supports, unless the
+/// environment variable `DENSEGRAD_ARCH` names a slower one (for tests and comparisons).
+///
+/// ```
+/// let path = densegrad::simd_path();
+/// assert!(["avx512", "avx2", "portable"].contains(&path));
+/// ```
+pub fn simd_path() -> &'static str {
+    kernel::Arch::selected().name()
+}
