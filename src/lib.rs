@@ -15,7 +15,9 @@
 //!   ([`MatRef::t`]), never a copy. Constructors check every index, so safe code cannot read or
 //!   write out of bounds.
 //! - Errors are values: a bad shape returns an [`Error`] that names the operand and both
-//!   shapes. Safe functions do not panic on bad input.
+//!   shapes. Kernels and layers return errors for bad shapes, strides and values instead of
+//!   panicking; the owned [`Matrix::zeros`] panics on a size that overflows, as `vec!` does,
+//!   and [`Matrix::try_zeros`] returns an error instead.
 //!
 //! # Example
 //!
@@ -48,6 +50,8 @@ mod error;
 mod gemm;
 #[cfg(feature = "idx")]
 pub mod idx;
+#[cfg(feature = "ndarray")]
+pub mod interop;
 mod kernel;
 pub mod layer;
 pub mod loss;

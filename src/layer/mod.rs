@@ -11,8 +11,6 @@
 mod dense;
 mod init;
 mod loss;
-#[cfg(feature = "ndarray")]
-mod ndarray;
 mod optimizer;
 mod safetensors;
 mod sequential;

@@ -1,5 +1,5 @@
-//! Zero-copy conversions between ndarray's 2-D `f32` views and [`MatRef`]/[`MatMut`], with
-//! the strides carried over, negative and zero ones included.
+//! Zero-copy conversions between `ndarray`'s 2-D `f32` views and [`MatRef`]/[`MatMut`], with
+//! the strides carried over, negative and zero ones included (feature `ndarray`).
 //!
 //! ```
 //! use densegrad::{MatMut, MatRef};
