@@ -207,6 +207,14 @@ fn check_save_path(args: &Args) -> Result<(), BoxError> {
     let Some(path) = &args.save else {
         return Ok(());
     };
+    if path.is_dir() {
+        return Err(format!(
+            "--save {}: this is a directory; give a file name such as {}",
+            path.display(),
+            path.join("mnist.safetensors").display()
+        )
+        .into());
+    }
     let parent = match path.parent() {
         Some(parent) if !parent.as_os_str().is_empty() => parent,
         _ => return Ok(()),
@@ -500,6 +508,14 @@ mod tests {
         let args = parse(&["--save", path.to_str().unwrap()]).unwrap();
         let text = run(&args, &mut Vec::new(), false).unwrap_err().to_string();
         assert!(text.contains("does not exist"), "{text}");
+    }
+
+    #[test]
+    fn run_save_into_directory_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let args = parse(&["--save", dir.path().to_str().unwrap()]).unwrap();
+        let text = run(&args, &mut Vec::new(), false).unwrap_err().to_string();
+        assert!(text.contains("is a directory"), "{text}");
     }
 
     #[test]
