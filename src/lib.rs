@@ -1,10 +1,10 @@
 //! Fast CPU kernels for training dense (fully connected) neural-network layers.
 //!
 //! `densegrad` provides the pieces that backpropagation through a feed-forward network spends
-//! its time in: a cache-blocked SGEMM ([`gemm`]) whose SIMD micro-kernel is chosen at run time
-//! for the CPU, one dense layer's forward and backward pass ([`dense_forward`],
+//! its time in. A cache-blocked SGEMM ([`gemm`]) runs a SIMD micro-kernel chosen at run time
+//! for the CPU. On it stand one dense layer's forward and backward pass ([`dense_forward`],
 //! [`dense_backward`]), activations and their derivatives, numerically stable losses, and a
-//! safe [`layer`] API (`Dense`, `Sequential`, `Sgd`, `Adam`) on top. Every optimised
+//! safe [`layer`] API (`Dense`, `Sequential`, `Sgd`, `Adam`). Every optimised
 //! kernel is pinned in tests to a slow, obviously correct twin in [`reference`](mod@crate::reference).
 //!
 //! # Conventions
