@@ -7,10 +7,11 @@
 //! for the backward pass (it computes `δ_prev`) and `2·m·n_in·n_out` for the forward
 //! pass. Element-wise work is not counted.
 //!
-//! `fused` is `dense_backward` or `dense_forward`. Every other `<impl>` is a composite:
-//! backward is `dW = δᵀ·X` and `δ·W` by two GEMM calls of that implementation, then the
-//! ReLU derivative (`Activation::backward`, branch-free) and the bias column sums as
-//! separate passes; forward is `X·Wᵀ` then a bias-and-ReLU pass.
+//! `fused` is `dense_backward` or `dense_forward`. Every other `<impl>` is a composite
+//! built on that implementation's GEMM. The backward composite computes `dW = δᵀ·X` and
+//! `δ·W` by two GEMM calls, then the ReLU derivative (`Activation::backward`, branch-free)
+//! and the bias column sums as separate passes. The forward composite computes `X·Wᵀ`,
+//! then a bias-and-ReLU pass. `unfused` is the composite on this crate's `gemm`.
 //!
 //! Run everything (about 10 minutes on 2 cores), or pass a filter:
 //!

@@ -19,7 +19,7 @@ use crate::matrix::{MatMut, MatRef};
 use crate::parallel::Parallelism;
 
 /// Bytes of `δ` and `X` (or of the output rows for softmax) that one sample block may
-/// occupy. 512 KiB is half of a 1 MiB L2, a common size on current x86 server cores,
+/// occupy. 512 KiB is half of a 1 MiB L2 (an estimate of a current x86 server core),
 /// which leaves the other half for the packed weight panels.
 const SAMPLE_BLOCK_BYTES: usize = 512 * 1024;
 
@@ -151,7 +151,7 @@ struct Layer<'a> {
     block_rows: usize,
 }
 
-/// The backward pass for checked shapes and activation; see `dense_backward`.
+/// Computes the backward pass for checked shapes and activation; see `dense_backward`.
 ///
 /// The batch is cut into chunks of whole sample blocks, by shape alone. The first chunk
 /// adds into the caller's gradients, and each later one overwrites its own partial
@@ -194,6 +194,8 @@ pub(super) fn backward(
     // Chunk c covers sample blocks [c·blocks/chunks, (c+1)·blocks/chunks).
     let chunk_rows = |c: usize| (c * blocks / chunks * block_rows).min(m);
     let partial_len = n_out * n_in + n_out;
+    // NOTE: the chunks run as rayon tasks of the current pool, so `Rayon(n)` with n
+    // below the chunk count may still use up to `chunks` threads of a larger pool.
     let in_chunks = par.max_threads() > 1;
     let run = |partials: &mut [f32]| -> Result<(), Error> {
         let (first_input_delta, rest_input_delta) = match input_delta {
@@ -296,7 +298,7 @@ fn add_into(sums: &mut MatMut<'_>, partial: &[f32]) {
 
 impl Layer<'_> {
     /// Overwrites one partial gradient per chunk in `chunks`, each a slice of `partials`
-    /// holding `dW` row-major then `db`, and writes the chunks' rows of `input_delta`,
+    /// containing `dW` row-major then `db`, and writes the chunks' rows of `input_delta`,
     /// whose first row is the first sample of `chunks.start`.
     fn accumulate_partials(
         &self,
