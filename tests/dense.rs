@@ -307,9 +307,9 @@ fn run_in_pool(threads: usize, x: &Matrix, w: &Matrix, delta: &Matrix) -> Vec<Ve
 #[test]
 fn results_thread_count_independent() {
     let mut rng = ChaCha8Rng::seed_from_u64(4);
-    // The second shape is large enough for the GEMM to split its tiles across threads, and
-    // spans several sample blocks.
-    for (m, n_in, n_out) in [(67, 97, 61), (700, 257, 130)] {
+    // The second shape is large enough for the GEMM to split its tiles across threads,
+    // and the third spans two sample blocks, which run as chunks with partial gradients.
+    for (m, n_in, n_out) in [(67, 97, 61), (700, 257, 130), (1100, 257, 130)] {
         let x = Matrix::from_fn(m, n_in, |_, _| rng.random_range(0.0..1.0));
         let w = random(&mut rng, n_out, n_in);
         let delta = random(&mut rng, m, n_out);
@@ -342,7 +342,7 @@ fn edge_shapes(arch: Arch) -> Vec<(usize, usize, usize)> {
         (3, 2 * sizes.kc + 3, 2 * sizes.mr + 5),
         (sizes.nr + 1, sizes.mr - 1, sizes.kc + 1),
         (1100, 3, 37),
-        (450, 700, 5),
+        (1030, 700, 5),
     ]
 }
 

@@ -19,14 +19,16 @@ use crate::matrix::{MatMut, MatRef};
 use crate::parallel::Parallelism;
 
 /// Bytes of `δ` and `X` (or of the output rows for softmax) that one sample block may
-/// occupy. 512 KiB is half of a 1 MiB L2 (an estimate of a current x86 server core),
-/// which leaves the other half for the packed weight panels.
-const SAMPLE_BLOCK_BYTES: usize = 512 * 1024;
+/// occupy: 4 MiB, an estimate of one core's share of a current x86 L3. A block that stays
+/// in L3 is read from memory once for its three products, while larger blocks re-stream
+/// the weights and the weight gradient less often.
+const SAMPLE_BLOCK_BYTES: usize = 4 << 20;
 
-/// Minimum number of samples in a block. Each block re-reads and re-writes the whole weight
-/// gradient, so `dW = δᵀ·X` does `2·samples` flops per gradient element it moves; 128
-/// samples keep that product compute-bound even when the gradient comes from memory.
-const MIN_SAMPLE_BLOCK: usize = 128;
+/// Minimum number of samples in a block. Each block re-reads and re-writes the whole
+/// weight gradient, so `dW = δᵀ·X` does `2·samples` flops per gradient element it moves,
+/// and 256 samples keep that product compute-bound even when the gradient comes from
+/// memory.
+const MIN_SAMPLE_BLOCK: usize = 256;
 
 /// Maximum number of samples in a block. More gains nothing once the gradient traffic is
 /// amortised.
@@ -175,7 +177,10 @@ pub(super) fn backward(
         grad_weights.fill(0.0);
         grad_bias.fill(0.0);
     }
-    let block_rows = sample_block_rows(n_in + n_out);
+    // Equal blocks: 1024 samples with at most 1008 per block become 512 + 512, not
+    // 1008 + 16, so that chunks of whole blocks stay balanced.
+    let blocks = m.div_ceil(sample_block_rows(n_in + n_out));
+    let block_rows = m.div_ceil(blocks.max(1)).max(1);
     let layer = Layer {
         arch,
         delta,
@@ -185,7 +190,6 @@ pub(super) fn backward(
         block_rows,
     };
 
-    let blocks = m.div_ceil(block_rows);
     let chunks = chunk_count(m, n_in, n_out, blocks);
     if chunks == 1 {
         return layer.accumulate(0..m, grad_weights, grad_bias, mode, input_delta, par);
