@@ -63,6 +63,8 @@ pub mod reference;
 
 pub use activation::Activation;
 pub use dense::{DenseGrads, GradMode, dense_backward, dense_forward};
+#[doc(hidden)]
+pub use dense::{dense_backward_with_arch, dense_forward_with_arch};
 pub use error::{Error, Shape};
 pub use gemm::gemm;
 #[doc(hidden)]

@@ -1,5 +1,6 @@
 //! Training steps after the first allocate nothing: a counting global allocator watches
-//! steps 2..N of every loss and optimiser, including a smaller last batch.
+//! steps 2..N of every loss and optimiser, including a smaller last batch. A warm
+//! `dense_backward` whose batch is split into chunks allocates nothing either.
 //!
 //! Only threads that the test marks are counted: the test thread and its rayon workers. The
 //! harness's main thread does its own bookkeeping, such as recording the running test, while
@@ -7,10 +8,11 @@
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use densegrad::layer::{Adam, Dense, Init, Loss, Optimizer, Sequential, Sgd, Targets};
-use densegrad::{Activation, Matrix, Parallelism};
+use densegrad::{Activation, DenseGrads, GradMode, Matrix, Parallelism, dense_backward};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -65,6 +67,17 @@ unsafe impl GlobalAlloc for CountingAllocator {
 #[global_allocator]
 static GLOBAL: CountingAllocator = CountingAllocator;
 
+/// Lock held by each test while it counts, because the counter is shared by every marked
+/// thread, and tests run in parallel.
+static COUNTING: Mutex<()> = Mutex::new(());
+
+/// Waits until no other test is counting allocations.
+fn lock_counter() -> std::sync::MutexGuard<'static, ()> {
+    COUNTING
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 /// Number of allocations made by `f`.
 fn allocations_during(f: impl FnOnce()) -> usize {
     let before = ALLOCATIONS.load(Ordering::SeqCst);
@@ -112,6 +125,7 @@ fn steady_state_allocations(
 
 #[test]
 fn train_step_steady_state_allocates_nothing() {
+    let _counting = lock_counter();
     count_this_thread();
     let mut rng = ChaCha8Rng::seed_from_u64(99);
     let rows = 73;
@@ -196,4 +210,44 @@ fn train_step_steady_state_allocates_nothing() {
         count <= SCHEDULER_ALLOCATIONS_ALLOWED,
         "two rayon threads allocated {count} times in {MEASURED_STEPS} steps"
     );
+}
+
+#[test]
+fn dense_backward_warm_chunks_allocate_nothing() {
+    let _counting = lock_counter();
+    count_this_thread();
+    let mut rng = ChaCha8Rng::seed_from_u64(8);
+    // 1100 samples of a 3 → 37 layer span two sample blocks, so the batch runs as two
+    // chunks, and the second one writes a partial gradient in the reused workspace.
+    let (m, n_in, n_out) = (1100, 3, 37);
+    let x = Matrix::from_fn(m, n_in, |_, _| rng.random_range(-1.0..1.0));
+    let w = Matrix::from_fn(n_out, n_in, |_, _| rng.random_range(-1.0..1.0));
+    let delta = Matrix::from_fn(m, n_out, |_, _| rng.random_range(-1.0..1.0));
+    let mut grad_w = Matrix::zeros(n_out, n_in);
+    let mut grad_b = vec![0.0; n_out];
+    let mut input_delta = Matrix::zeros(m, n_in);
+    let mut step = || {
+        dense_backward(
+            delta.as_ref(),
+            x.as_ref(),
+            w.as_ref(),
+            Activation::Tanh,
+            DenseGrads {
+                weights: grad_w.as_mut(),
+                bias: &mut grad_b,
+                mode: GradMode::Accumulate,
+            },
+            Some(input_delta.as_mut()),
+            Parallelism::Sequential,
+        )
+        .unwrap();
+    };
+
+    step();
+    let count = allocations_during(|| {
+        for _ in 0..10 {
+            step();
+        }
+    });
+    assert_eq!(count, 0, "warm dense_backward allocated {count} times");
 }

@@ -1,9 +1,10 @@
 //! `dense_forward` and `dense_backward` against the reference on random shapes and strided
 //! views, gradient modes, thread-count independence, and every argument error.
 
+use densegrad::loss::{self, Targets};
 use densegrad::{
-    Activation, DenseGrads, Error, GradMode, MatMut, MatRef, Matrix, Parallelism, dense_backward,
-    dense_forward, reference,
+    Activation, Arch, BlockSizes, DenseGrads, Error, GradMode, MatMut, MatRef, Matrix, Parallelism,
+    dense_backward, dense_backward_with_arch, dense_forward, dense_forward_with_arch, reference,
 };
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -306,21 +307,282 @@ fn run_in_pool(threads: usize, x: &Matrix, w: &Matrix, delta: &Matrix) -> Vec<Ve
 #[test]
 fn results_thread_count_independent() {
     let mut rng = ChaCha8Rng::seed_from_u64(4);
-    let (m, n_in, n_out) = (67, 97, 61);
-    let x = Matrix::from_fn(m, n_in, |_, _| rng.random_range(0.0..1.0));
-    let w = random(&mut rng, n_out, n_in);
-    let delta = random(&mut rng, m, n_out);
+    // The second shape is large enough for the GEMM to split its tiles across threads,
+    // and the third spans two sample blocks, which run as chunks with partial gradients.
+    for (m, n_in, n_out) in [(67, 97, 61), (700, 257, 130), (1100, 257, 130)] {
+        let x = Matrix::from_fn(m, n_in, |_, _| rng.random_range(0.0..1.0));
+        let w = random(&mut rng, n_out, n_in);
+        let delta = random(&mut rng, m, n_out);
 
-    let one = run_in_pool(1, &x, &w, &delta);
-    for threads in [2, 3, 8] {
-        let many = run_in_pool(threads, &x, &w, &delta);
-        for (name, (a, b)) in ["output", "dW", "db", "input_delta"]
-            .iter()
-            .zip(one.iter().zip(&many))
-        {
-            let same = a.iter().zip(b).all(|(p, q)| p.to_bits() == q.to_bits());
-            assert!(same, "{name} differs with {threads} threads");
+        let one = run_in_pool(1, &x, &w, &delta);
+        for threads in [2, 3, 8] {
+            let many = run_in_pool(threads, &x, &w, &delta);
+            for (name, (a, b)) in ["output", "dW", "db", "input_delta"]
+                .iter()
+                .zip(one.iter().zip(&many))
+            {
+                let same = a.iter().zip(b).all(|(p, q)| p.to_bits() == q.to_bits());
+                assert!(
+                    same,
+                    "{m}×{n_in}→{n_out}: {name} differs with {threads} threads"
+                );
+            }
         }
+    }
+}
+
+/// Shapes (m, n_in, n_out) around the tile and block edges of `arch`: tiles one row or
+/// column past a full one, a reduction one past `kc` (so the epilogue's bias and
+/// activation must wait for the last slice), and batches spanning several sample blocks.
+fn edge_shapes(arch: Arch) -> Vec<(usize, usize, usize)> {
+    let sizes = BlockSizes::for_arch(arch);
+    vec![
+        (sizes.mr + 1, sizes.kc + 1, 2 * sizes.nr + 1),
+        (2 * sizes.mr - 1, 2, sizes.nr - 1),
+        (3, 2 * sizes.kc + 3, 2 * sizes.mr + 5),
+        (sizes.nr + 1, sizes.mr - 1, sizes.kc + 1),
+        (1100, 3, 37),
+        (1030, 700, 5),
+    ]
+}
+
+/// Compares `dense_forward_with_arch` with the reference, on contiguous and on
+/// column-major padded views.
+fn check_forward(arch: Arch, rng: &mut ChaCha8Rng, shape: (usize, usize, usize)) {
+    let (m, n_in, n_out) = shape;
+    let x = random(rng, m, n_in);
+    let w = random(rng, n_out, n_in);
+    let bias: Vec<f32> = (0..n_out).map(|_| rng.random_range(-1.0..1.0)).collect();
+    for activation in ACTIVATIONS {
+        let mut expected = Matrix::zeros(m, n_out);
+        reference::dense_forward(x.as_ref(), w.as_ref(), &bias, activation, expected.as_mut())
+            .unwrap();
+        let what = format!("{arch:?} {m}×{n_in}→{n_out} {activation:?}");
+
+        let mut out = Matrix::from_fn(m, n_out, |_, _| f32::NAN);
+        let par = Parallelism::Sequential;
+        dense_forward_with_arch(
+            arch,
+            x.as_ref(),
+            w.as_ref(),
+            &bias,
+            activation,
+            out.as_mut(),
+            par,
+        )
+        .unwrap();
+        assert_close(&what, out.as_ref(), expected.as_ref(), n_in);
+
+        let (x_strided, mut out_strided) = (Strided::from(&x), Strided::from(&out));
+        dense_forward_with_arch(
+            arch,
+            x_strided.view(),
+            w.as_ref(),
+            &bias,
+            activation,
+            out_strided.view_mut(),
+            par,
+        )
+        .unwrap();
+        let what = format!("{what}, strided");
+        assert_close(&what, out_strided.view(), expected.as_ref(), n_in);
+    }
+}
+
+/// Compares `dense_backward_with_arch` with the reference for every element-wise input
+/// activation, in both gradient modes, with transposed and padded `δ` and `X`.
+fn check_backward(arch: Arch, rng: &mut ChaCha8Rng, shape: (usize, usize, usize)) {
+    let (m, n_in, n_out) = shape;
+    for input_activation in &ACTIVATIONS[..5] {
+        let input_activation = *input_activation;
+        let x = layer_input(rng, input_activation, m, n_in);
+        let w = random(rng, n_out, n_in);
+        let delta = random(rng, m, n_out);
+        let expected =
+            reference::dense_backward(x.as_ref(), w.as_ref(), delta.as_ref(), input_activation)
+                .unwrap();
+        let what = format!("{arch:?} {m}×{n_in}→{n_out} {input_activation:?}");
+
+        for (mode, start) in [(GradMode::Overwrite, f32::NAN), (GradMode::Accumulate, 0.5)] {
+            let (delta_s, x_s) = (Strided::from(&delta), Strided::from(&x));
+            // A column-major, padded weight gradient, so partial gradients are added
+            // through strides.
+            let mut grad_w = Strided::from(&Matrix::from_fn(n_out, n_in, |_, _| start));
+            let mut grad_b = vec![start; n_out];
+            let mut input_delta = Strided::from(&Matrix::from_fn(m, n_in, |_, _| f32::NAN));
+            dense_backward_with_arch(
+                arch,
+                delta_s.view(),
+                x_s.view(),
+                w.as_ref(),
+                input_activation,
+                DenseGrads {
+                    weights: grad_w.view_mut(),
+                    bias: &mut grad_b,
+                    mode,
+                },
+                Some(input_delta.view_mut()),
+                Parallelism::Sequential,
+            )
+            .unwrap();
+
+            let offset = if mode == GradMode::Accumulate {
+                start
+            } else {
+                0.0
+            };
+            let want_w = Matrix::from_fn(n_out, n_in, |o, k| {
+                expected.grad_weights.get(o, k).unwrap() + offset
+            });
+            let want_b = Matrix::from_fn(1, n_out, |_, o| expected.grad_bias[o] + offset);
+            let grad_b = Matrix::from_vec(grad_b, 1, n_out).unwrap();
+            let what = format!("{what} {mode:?}");
+            assert_close(&format!("{what}: dW"), grad_w.view(), want_w.as_ref(), m);
+            assert_close(&format!("{what}: db"), grad_b.as_ref(), want_b.as_ref(), m);
+            assert_close(
+                &format!("{what}: input_delta"),
+                input_delta.view(),
+                expected.delta_prev.as_ref(),
+                n_out,
+            );
+        }
+    }
+}
+
+#[test]
+fn paths_match_reference_at_edges() {
+    let mut rng = ChaCha8Rng::seed_from_u64(5);
+    for arch in Arch::supported() {
+        for shape in edge_shapes(arch) {
+            check_forward(arch, &mut rng, shape);
+            check_backward(arch, &mut rng, shape);
+        }
+    }
+}
+
+/// Parameters of a three-layer network 5 → 7 (tanh) → 6 (sigmoid) → 4 (softmax), as
+/// (weights, bias) per layer.
+struct Network {
+    layers: Vec<(Matrix, Vec<f32>)>,
+}
+
+const NETWORK_SIZES: [usize; 4] = [5, 7, 6, 4];
+const HIDDEN: [Activation; 2] = [Activation::Tanh, Activation::Sigmoid];
+
+impl Network {
+    fn parameters(&self) -> Vec<f32> {
+        let mut all = Vec::new();
+        for (w, b) in &self.layers {
+            all.extend_from_slice(w.as_slice());
+            all.extend_from_slice(b);
+        }
+        all
+    }
+
+    fn from_parameters(values: &[f32]) -> Network {
+        let mut layers = Vec::new();
+        let mut rest = values;
+        for pair in NETWORK_SIZES.windows(2) {
+            let (n_in, n_out) = (pair[0], pair[1]);
+            let (w, tail) = rest.split_at(n_in * n_out);
+            let (b, tail) = tail.split_at(n_out);
+            layers.push((
+                Matrix::from_vec(w.to_vec(), n_out, n_in).unwrap(),
+                b.to_vec(),
+            ));
+            rest = tail;
+        }
+        Network { layers }
+    }
+
+    /// Returns every layer's input and the logits of the last layer.
+    fn forward(&self, x: &Matrix) -> (Vec<Matrix>, Matrix) {
+        let mut inputs = vec![x.clone()];
+        for (l, (w, b)) in self.layers.iter().enumerate() {
+            let activation = HIDDEN.get(l).copied().unwrap_or(Activation::Identity);
+            let input = inputs.last().unwrap();
+            let mut out = Matrix::zeros(x.rows(), w.rows());
+            let par = Parallelism::Sequential;
+            dense_forward(input.as_ref(), w.as_ref(), b, activation, out.as_mut(), par).unwrap();
+            inputs.push(out);
+        }
+        let logits = inputs.pop().unwrap();
+        (inputs, logits)
+    }
+}
+
+#[test]
+fn gradients_match_finite_differences() {
+    let mut rng = ChaCha8Rng::seed_from_u64(6);
+    let m = 3;
+    let x = random(&mut rng, m, NETWORK_SIZES[0]);
+    let classes = [2, 0, 3];
+    let mut layers = Vec::new();
+    for pair in NETWORK_SIZES.windows(2) {
+        let bias = (0..pair[1]).map(|_| rng.random_range(-0.5..0.5)).collect();
+        layers.push((random(&mut rng, pair[1], pair[0]), bias));
+    }
+    let network = Network { layers };
+
+    // Analytic gradients: the loss gives δ of the logits, then one backward call per layer.
+    let (inputs, logits) = network.forward(&x);
+    let mut delta = Matrix::zeros(m, NETWORK_SIZES[3]);
+    loss::softmax_cross_entropy(logits.as_ref(), Targets::Classes(&classes), delta.as_mut())
+        .unwrap();
+    let mut analytic = vec![Vec::new(); 3];
+    for l in (0..3).rev() {
+        let (w, _) = &network.layers[l];
+        let (n_out, n_in) = (w.rows(), w.cols());
+        let (mut grad_w, mut grad_b) = (Matrix::zeros(n_out, n_in), vec![0.0; n_out]);
+        let mut input_delta = Matrix::zeros(m, n_in);
+        let input_activation = if l == 0 {
+            Activation::Identity
+        } else {
+            HIDDEN[l - 1]
+        };
+        dense_backward(
+            delta.as_ref(),
+            inputs[l].as_ref(),
+            w.as_ref(),
+            input_activation,
+            DenseGrads {
+                weights: grad_w.as_mut(),
+                bias: &mut grad_b,
+                mode: GradMode::Overwrite,
+            },
+            Some(input_delta.as_mut()),
+            Parallelism::Sequential,
+        )
+        .unwrap();
+        analytic[l] = grad_w.into_vec();
+        analytic[l].extend(grad_b);
+        delta = input_delta;
+    }
+    let analytic: Vec<f32> = analytic.concat();
+
+    // The same loss in f64 from the logits, by log-sum-exp.
+    let cost = |values: &[f32]| {
+        let (_, logits) = Network::from_parameters(values).forward(&x);
+        let mut total = 0.0;
+        for (i, &class) in classes.iter().enumerate() {
+            let row: Vec<f64> = (0..logits.cols())
+                .map(|j| f64::from(logits.get(i, j).unwrap()))
+                .collect();
+            let max = row.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            let log_sum = row.iter().map(|z| (z - max).exp()).sum::<f64>().ln() + max;
+            total += log_sum - row[class];
+        }
+        total / m as f64
+    };
+    let numeric = reference::numerical_gradient(cost, &network.parameters(), 1e-2).unwrap();
+
+    assert_eq!(analytic.len(), numeric.len());
+    for (p, (&a, &n)) in analytic.iter().zip(&numeric).enumerate() {
+        let a = f64::from(a);
+        assert!(
+            (a - n).abs() <= 2e-3 + 2e-2 * n.abs(),
+            "parameter {p}: analytic {a}, finite difference {n}"
+        );
     }
 }
 

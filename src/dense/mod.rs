@@ -1,22 +1,15 @@
 //! Forward and backward pass of one dense layer, `A = f(X·Wᵀ + b)`, one sample per row.
 //!
-//! NOTE: this is the unfused version: plain row loops that the compiler vectorises, with the
-//! bias, the activation and its derivative applied in separate sweeps. The fused GEMM
-//! epilogue will replace the bodies; the signatures and the checks stay.
+//! Both passes run on the blocked GEMM, with the bias, the activation and the activation's
+//! derivative applied in the micro-kernel epilogue (see the `fused` module).
 
 use crate::Activation;
 use crate::error::{Error, Shape};
+use crate::kernel::Arch;
 use crate::matrix::{MatMut, MatRef};
 use crate::parallel::Parallelism;
 
-mod rows;
-
-use rows::{forward_rows, parameter_grads, propagate_rows};
-
-/// Below this many multiply-adds a call stays on the calling thread. 2^18 of them take
-/// tens of microseconds in these loops, against an estimated few microseconds to hand a
-/// task to another rayon thread, so a smaller problem gains little from a split.
-const MIN_PARALLEL_MULTIPLY_ADDS: usize = 1 << 18;
+mod fused;
 
 /// Whether [`dense_backward`] replaces or adds to the gradients it writes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -79,20 +72,40 @@ pub fn dense_forward(
     output: MatMut<'_>,
     par: Parallelism,
 ) -> Result<(), Error> {
+    dense_forward_with_arch(
+        Arch::selected(),
+        input,
+        weights,
+        bias,
+        activation,
+        output,
+        par,
+    )
+}
+
+/// [`dense_forward`] on a given micro-kernel path, for tests and benchmarks that compare
+/// paths in one process. A path the CPU lacks is replaced by the fastest supported one
+/// below it.
+///
+/// # Errors
+///
+/// As for [`dense_forward`].
+#[doc(hidden)]
+pub fn dense_forward_with_arch(
+    arch: Arch,
+    input: MatRef<'_>,
+    weights: MatRef<'_>,
+    bias: &[f32],
+    activation: Activation,
+    output: MatMut<'_>,
+    par: Parallelism,
+) -> Result<(), Error> {
     let (m, n_in, n_out) = (input.rows(), input.cols(), weights.rows());
     Error::check_shape("weights", Shape::new(n_out, n_in), weights.shape())?;
     Error::check_len("bias", n_out, bias.len())?;
     Error::check_shape("output", Shape::new(m, n_out), output.shape())?;
     check_slope("activation", activation)?;
-
-    let multiply_adds = m.saturating_mul(n_in).saturating_mul(n_out);
-    let tasks = task_count(par, multiply_adds, m);
-    for_each_row_block(output, 0, tasks, &|first_row, mut block| {
-        let rows = block.rows();
-        let block_input = input.submatrix(first_row, 0, rows, n_in)?;
-        forward_rows(block_input, weights, bias, block.rb_mut());
-        activation.forward_in_place(block)
-    })
+    fused::forward(arch, input, weights, bias, activation, output, par)
 }
 
 /// Computes the backward pass of a dense layer: the parameter gradients and, when
@@ -156,6 +169,35 @@ pub fn dense_backward(
     input_delta: Option<MatMut<'_>>,
     par: Parallelism,
 ) -> Result<(), Error> {
+    dense_backward_with_arch(
+        Arch::selected(),
+        delta,
+        input,
+        weights,
+        input_activation,
+        grads,
+        input_delta,
+        par,
+    )
+}
+
+/// [`dense_backward`] on a given micro-kernel path; see [`dense_forward_with_arch`].
+///
+/// # Errors
+///
+/// As for [`dense_backward`].
+#[doc(hidden)]
+#[allow(clippy::too_many_arguments)]
+pub fn dense_backward_with_arch(
+    arch: Arch,
+    delta: MatRef<'_>,
+    input: MatRef<'_>,
+    weights: MatRef<'_>,
+    input_activation: Activation,
+    grads: DenseGrads<'_>,
+    input_delta: Option<MatMut<'_>>,
+    par: Parallelism,
+) -> Result<(), Error> {
     let (m, n_in, n_out) = (input.rows(), input.cols(), weights.rows());
     Error::check_shape("weights", Shape::new(n_out, n_in), weights.shape())?;
     Error::check_shape("delta", Shape::new(m, n_out), delta.shape())?;
@@ -178,40 +220,23 @@ pub fn dense_backward(
     }
     check_slope("input_activation", input_activation)?;
 
-    // The gradients are split by output neuron: each task owns whole rows of `grad_weights`
-    // and sums over every sample in the same order, so the split cannot change the result.
-    let multiply_adds = m.saturating_mul(n_in).saturating_mul(n_out);
-    let tasks = task_count(par, multiply_adds, n_out);
     let DenseGrads {
         weights: grad_weights,
         bias: grad_bias,
         mode,
     } = grads;
-    let grads = WithBias(grad_weights, grad_bias);
-    for_each_row_block(grads, 0, tasks, &|first_out, block: WithBias| {
-        let WithBias(block_grad_weights, block_grad_bias) = block;
-        let block_delta = delta.submatrix(0, first_out, m, block_grad_weights.rows())?;
-        parameter_grads(
-            block_delta,
-            input,
-            block_grad_weights,
-            block_grad_bias,
-            mode,
-        );
-        Ok(())
-    })?;
-
-    if let Some(input_delta) = input_delta {
-        let tasks = task_count(par, multiply_adds, m);
-        for_each_row_block(input_delta, 0, tasks, &|first_row, mut block| {
-            let rows = block.rows();
-            let block_delta = delta.submatrix(first_row, 0, rows, n_out)?;
-            let block_input = input.submatrix(first_row, 0, rows, n_in)?;
-            propagate_rows(block_delta, weights, block.rb_mut());
-            input_activation.backward(block_input, block)
-        })?;
-    }
-    Ok(())
+    fused::backward(
+        arch,
+        delta,
+        input,
+        weights,
+        input_activation,
+        grad_weights,
+        grad_bias,
+        mode,
+        input_delta,
+        par,
+    )
 }
 
 /// Rejects a leaky ReLU slope that is negative or not finite. With a negative slope, the
@@ -227,69 +252,4 @@ pub(crate) fn check_slope(operand: &'static str, activation: Activation) -> Resu
         });
     }
     Ok(())
-}
-
-/// Number of rayon tasks for a call of `multiply_adds` multiply-adds whose output has
-/// `rows` rows to split.
-fn task_count(par: Parallelism, multiply_adds: usize, rows: usize) -> usize {
-    if multiply_adds < MIN_PARALLEL_MULTIPLY_ADDS {
-        1
-    } else {
-        par.max_threads().min(rows).max(1)
-    }
-}
-
-/// An output that can be cut into two blocks of rows that do not share elements.
-trait SplitRows: Sized + Send {
-    fn rows(&self) -> usize;
-    fn split_rows(self, mid: usize) -> (Self, Self);
-}
-
-impl SplitRows for MatMut<'_> {
-    fn rows(&self) -> usize {
-        MatMut::rows(self)
-    }
-
-    fn split_rows(self, mid: usize) -> (Self, Self) {
-        self.split_rows_at(mid)
-            .expect("mid is at most the row count")
-    }
-}
-
-/// Rows of a weight gradient together with the matching bias-gradient elements.
-struct WithBias<'a, 'b>(MatMut<'a>, &'b mut [f32]);
-
-impl SplitRows for WithBias<'_, '_> {
-    fn rows(&self) -> usize {
-        self.0.rows()
-    }
-
-    fn split_rows(self, mid: usize) -> (Self, Self) {
-        let (top, bottom) = self.0.split_rows(mid);
-        let (top_bias, bottom_bias) = self.1.split_at_mut(mid);
-        (WithBias(top, top_bias), WithBias(bottom, bottom_bias))
-    }
-}
-
-/// Calls `work(first_row, block)` on `tasks` contiguous blocks of rows of `output`, in
-/// parallel through `rayon::join`, which needs no heap allocation. Returns the first error,
-/// in row order.
-fn for_each_row_block<T: SplitRows>(
-    output: T,
-    first_row: usize,
-    tasks: usize,
-    work: &(impl Fn(usize, T) -> Result<(), Error> + Sync),
-) -> Result<(), Error> {
-    let rows = output.rows();
-    if tasks <= 1 || rows < 2 {
-        return work(first_row, output);
-    }
-    let top_tasks = tasks / 2;
-    let mid = rows * top_tasks / tasks;
-    let (top, bottom) = output.split_rows(mid);
-    let (top_result, bottom_result) = rayon::join(
-        || for_each_row_block(top, first_row, top_tasks, work),
-        || for_each_row_block(bottom, first_row + mid, tasks - top_tasks, work),
-    );
-    top_result.and(bottom_result)
 }

@@ -8,7 +8,7 @@ mod pack;
 mod split;
 
 use crate::error::Error;
-use crate::kernel::{Arch, Beta, KernelSet};
+use crate::kernel::{Arch, Beta, KernelSet, Post};
 use crate::matrix::{MatMut, MatRef, gemm_dims};
 use crate::parallel::Parallelism;
 use blocking::Blocking;
@@ -135,6 +135,7 @@ pub fn gemm_with_options(
         a: Operand::new(a),
         b: Operand::new(b),
         c: OutOperand::new(c),
+        post: Post::NONE,
     };
     let kernels = KernelSet::for_arch(arch.or_supported_below());
     let blocking = Blocking::for_kernels(kernels);
@@ -155,6 +156,62 @@ pub fn gemm_with_options(
     // views whose shapes `gemm_dims` checked: `a` and `b` are borrowed for the call, and `c`
     // is a unique borrow whose elements have distinct addresses (`MatMut` guarantees both).
     unsafe { nest::run(&problem, kernels, blocking, direct, threads) };
+    Ok(())
+}
+
+/// `C ← A·B + β·C` followed by the element-wise `post` steps in the micro-kernel
+/// epilogue, for the fused dense-layer kernels. `post`'s pointers refer to element (0, 0)
+/// of `c`. Threading, orientation and bitwise thread independence are as for [`gemm`].
+///
+/// Returns without applying `post` when `A·B` is empty (`k = 0`, or `m` or `n` is 0), so
+/// the caller handles `k = 0` itself.
+///
+/// # Safety
+///
+/// `post`'s pointers are readable for `c`'s shape during the call: a row bias for `m`
+/// elements, a column bias for `n`, and a derivative input for every (i, j) of `c` at
+/// its strides.
+///
+/// # Errors
+///
+/// As for [`gemm`].
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn gemm_fused(
+    arch: Arch,
+    a: MatRef<'_>,
+    b: MatRef<'_>,
+    beta: f32,
+    c: MatMut<'_>,
+    par: Parallelism,
+    post: Post,
+) -> Result<(), Error> {
+    let (m, k, n) = gemm_dims(a, b, c.as_ref())?;
+    if m == 0 || n == 0 || k == 0 {
+        return Ok(());
+    }
+
+    let mut problem = Problem {
+        m,
+        n,
+        k,
+        alpha: 1.0,
+        beta: Beta::new(beta),
+        a: Operand::new(a),
+        b: Operand::new(b),
+        c: OutOperand::new(c),
+        post,
+    };
+    let kernels = KernelSet::for_arch(arch.or_supported_below());
+    let transposed = problem.t();
+    if orientation_cost(&transposed, kernels, Packing::Auto)
+        < orientation_cost(&problem, kernels, Packing::Auto)
+    {
+        problem = transposed;
+    }
+
+    let threads = thread_count(&problem, par);
+    // SAFETY: as in `gemm_with_options`; the caller guarantees `post`'s pointers.
+    unsafe { nest::run(&problem, kernels, Packing::Auto, threads) };
     Ok(())
 }
 

@@ -21,7 +21,7 @@ use super::buffer::{PACKED_A, PACKED_B, with_buffer};
 use super::operand::Problem;
 use super::pack::{pack_a, pack_b};
 use super::split::EvenSplit;
-use crate::kernel::{Beta, Epilogue, KernelSet, TileArgs};
+use crate::kernel::{Beta, Epilogue, KernelSet, Post, TileArgs};
 
 /// Fraction of L2 below which an operand is read in place instead of packed. A qualifies
 /// when its columns are contiguous, and B with any strides, because the micro-kernel
@@ -186,6 +186,12 @@ pub(crate) unsafe fn run(
                 epilogue: Epilogue {
                     alpha: problem.alpha,
                     beta,
+                    // The bias and activation act on the finished sum only.
+                    post: if pc + depth == problem.k {
+                        problem.post
+                    } else {
+                        Post::NONE
+                    },
                 },
             };
 
@@ -372,11 +378,16 @@ impl Nest<'_> {
                             rows: valid,
                             cols: cols.len(),
                         };
+                        let epilogue = Epilogue {
+                            post: step.epilogue.post.at_tile(ic + start, step.jc + cols.start),
+                            ..step.epilogue
+                        };
                         // SAFETY: A's micro-panel has `padded` readable rows for each of the
                         // `depth` steps: packed, or read in place when all `padded` rows lie
                         // inside A. B's micro-panel has `cols.len()` readable columns per
-                        // step. The C tile lies inside C and only this task writes it.
-                        unsafe { self.kernels.run(padded / width, &args, step.epilogue) };
+                        // step. The C tile lies inside C and only this task writes it, and
+                        // the post step's bias and input cover C's shape.
+                        unsafe { self.kernels.run(padded / width, &args, epilogue) };
                     }
                 }
             });

@@ -1,6 +1,6 @@
 //! Raw strided operands of one GEMM problem, shareable across the threads of a call.
 
-use crate::kernel::Beta;
+use crate::kernel::{Beta, Post};
 use crate::matrix::{MatMut, MatRef};
 
 /// A read-only strided matrix: element (i, j) is at `ptr + i·row_stride + j·col_stride`.
@@ -92,6 +92,8 @@ pub(crate) struct Problem {
     pub a: Operand,
     pub b: Operand,
     pub c: OutOperand,
+    /// Element-wise steps after the product, applied once the whole reduction is summed.
+    pub post: Post,
 }
 
 // SAFETY: a `Problem` is built from views borrowed for the whole `gemm` call: `a` and `b`
@@ -111,6 +113,7 @@ impl Problem {
             a: self.b.t(),
             b: self.a.t(),
             c: self.c.t(),
+            post: self.post.t(),
             ..self
         }
     }

@@ -43,6 +43,16 @@ pub(crate) trait Lane: Copy {
 
     /// Returns `self · b`.
     fn mul(self, b: Self) -> Self;
+
+    /// Returns `self + b`.
+    fn add(self, b: Self) -> Self;
+
+    /// Returns `self − b`.
+    fn sub(self, b: Self) -> Self;
+
+    /// Returns, per element, `if_positive` where `self > 0` and `otherwise` elsewhere
+    /// (NaN and both zeros are not positive).
+    fn select_positive(self, if_positive: Self, otherwise: Self) -> Self;
 }
 
 /// Portable lanes on the `wide` crate: eight `f32` in whatever registers the build's target
@@ -87,6 +97,25 @@ impl Lane for WideF32x8 {
     fn mul(self, b: Self) -> Self {
         Self(self.0 * b.0)
     }
+
+    #[inline(always)]
+    fn add(self, b: Self) -> Self {
+        Self(self.0 + b.0)
+    }
+
+    #[inline(always)]
+    fn sub(self, b: Self) -> Self {
+        Self(self.0 - b.0)
+    }
+
+    #[inline(always)]
+    fn select_positive(self, if_positive: Self, otherwise: Self) -> Self {
+        Self(
+            self.0
+                .simd_gt(wide::f32x8::ZERO)
+                .select(if_positive.0, otherwise.0),
+        )
+    }
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -98,6 +127,10 @@ mod x86 {
         __m256, __m512, _mm256_fmadd_ps, _mm256_loadu_ps, _mm256_mul_ps, _mm256_set1_ps,
         _mm256_setzero_ps, _mm256_storeu_ps, _mm512_fmadd_ps, _mm512_loadu_ps, _mm512_mul_ps,
         _mm512_set1_ps, _mm512_setzero_ps, _mm512_storeu_ps,
+    };
+    use core::arch::x86_64::{
+        _CMP_GT_OQ, _mm256_add_ps, _mm256_blendv_ps, _mm256_cmp_ps, _mm256_sub_ps, _mm512_add_ps,
+        _mm512_cmp_ps_mask, _mm512_mask_blend_ps, _mm512_sub_ps,
     };
 
     use super::Lane;
@@ -145,6 +178,27 @@ mod x86 {
             // SAFETY: as for `mul_add`.
             Self(unsafe { _mm256_mul_ps(self.0, b.0) })
         }
+
+        #[inline(always)]
+        fn add(self, b: Self) -> Self {
+            // SAFETY: as for `mul_add`.
+            Self(unsafe { _mm256_add_ps(self.0, b.0) })
+        }
+
+        #[inline(always)]
+        fn sub(self, b: Self) -> Self {
+            // SAFETY: as for `mul_add`.
+            Self(unsafe { _mm256_sub_ps(self.0, b.0) })
+        }
+
+        #[inline(always)]
+        fn select_positive(self, if_positive: Self, otherwise: Self) -> Self {
+            // SAFETY: as for `mul_add`. The ordered compare is false for NaN.
+            unsafe {
+                let positive = _mm256_cmp_ps::<_CMP_GT_OQ>(self.0, _mm256_setzero_ps());
+                Self(_mm256_blendv_ps(otherwise.0, if_positive.0, positive))
+            }
+        }
     }
 
     /// Sixteen `f32` in an AVX-512 register. Values exist only on CPUs with AVX-512F.
@@ -189,6 +243,27 @@ mod x86 {
         fn mul(self, b: Self) -> Self {
             // SAFETY: as for `mul_add`.
             Self(unsafe { _mm512_mul_ps(self.0, b.0) })
+        }
+
+        #[inline(always)]
+        fn add(self, b: Self) -> Self {
+            // SAFETY: as for `mul_add`.
+            Self(unsafe { _mm512_add_ps(self.0, b.0) })
+        }
+
+        #[inline(always)]
+        fn sub(self, b: Self) -> Self {
+            // SAFETY: as for `mul_add`.
+            Self(unsafe { _mm512_sub_ps(self.0, b.0) })
+        }
+
+        #[inline(always)]
+        fn select_positive(self, if_positive: Self, otherwise: Self) -> Self {
+            // SAFETY: as for `mul_add`. The ordered compare is false for NaN.
+            unsafe {
+                let positive = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(self.0, _mm512_setzero_ps());
+                Self(_mm512_mask_blend_ps(positive, otherwise.0, if_positive.0))
+            }
         }
     }
 }

@@ -8,6 +8,7 @@
 //! to sequential ones.
 
 use super::lane::Lane;
+use super::post::Post;
 
 /// The widest lane of any path, in `f32` elements; sizes the staging buffer of edge tiles.
 const MAX_LANE_WIDTH: usize = 16;
@@ -80,6 +81,9 @@ pub(crate) struct Epilogue {
     pub alpha: f32,
     /// Scaling of the existing `C`.
     pub beta: Beta,
+    /// Bias, activation or derivative applied after `α·A·B + β·C`; [`Post::NONE`] on every
+    /// reduction slice but the last.
+    pub post: Post,
 }
 
 impl Epilogue {
@@ -212,8 +216,20 @@ unsafe fn store_tile<L: Lane, const MV: usize, const NR: usize>(
                 unsafe {
                     let dst = t.c.offset(j as isize * t.c_col_stride).add(v * L::WIDTH);
                     let out = epilogue.combine(alpha, acc_v, || L::load(dst));
+                    let out = epilogue.post.apply(out, v * L::WIDTH, j, L::WIDTH);
                     out.store(dst);
                 }
+            }
+            if let Some(activation) = epilogue.post.slice_activation() {
+                // SAFETY: the column's MV·WIDTH rows are contiguous, inside the tile, and
+                // only this call writes them.
+                let column = unsafe {
+                    std::slice::from_raw_parts_mut(
+                        t.c.offset(j as isize * t.c_col_stride),
+                        MV * L::WIDTH,
+                    )
+                };
+                activation.apply_slice(column);
             }
         }
         return;
@@ -255,8 +271,13 @@ unsafe fn store_tile<L: Lane, const MV: usize, const NR: usize>(
                 // SAFETY: the staging buffer has room for MAX_LANE_WIDTH ≥ WIDTH elements.
                 unsafe { L::load(staging.as_ptr()) }
             });
+            // SAFETY: the rows `first_row..first_row + valid` of column `j` lie in C.
+            let out = unsafe { epilogue.post.apply(out, first_row, j, valid) };
             // SAFETY: as above.
             unsafe { out.store(staging.as_mut_ptr()) };
+            if let Some(activation) = epilogue.post.slice_activation() {
+                activation.apply_slice(&mut staging[..valid]);
+            }
             for (i, &value) in staging.iter().enumerate().take(valid) {
                 // SAFETY: row `first_row + i < rows` and column `j < cols` lie in C, which
                 // the caller lets this function write.

@@ -9,9 +9,11 @@ mod dispatch;
 mod lane;
 mod microkernel;
 mod peak;
+mod post;
 mod sets;
 
 pub use dispatch::Arch;
 pub(crate) use microkernel::{Beta, Epilogue, TileArgs};
 pub use peak::peak_fma_loop;
+pub(crate) use post::{Bias, Post, PostOp};
 pub(crate) use sets::KernelSet;

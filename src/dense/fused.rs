@@ -1,0 +1,464 @@
+//! The fused drivers behind `dense_forward` and `dense_backward`: GEMM calls whose
+//! epilogue adds the bias and applies the activation or its derivative, on blocks of
+//! samples that stay in cache between the products that read them.
+//!
+//! Threads come from the GEMM, which splits each product's output tiles and never its
+//! reduction, and in the backward pass also from chunks of the batch with partial
+//! gradients. Block and chunk sizes depend only on the layer's shape, and partials are
+//! added in a fixed order, so every result is bitwise the same for any thread count.
+
+use std::cell::RefCell;
+use std::ops::Range;
+
+use super::GradMode;
+use crate::Activation;
+use crate::error::Error;
+use crate::gemm::gemm_fused;
+use crate::kernel::{Arch, Bias, Post, PostOp};
+use crate::matrix::{MatMut, MatRef};
+use crate::parallel::Parallelism;
+
+/// Bytes of `δ` and `X` (or of the output rows for softmax) that one sample block may
+/// occupy: 4 MiB, an estimate of one core's share of a current x86 L3. A block that stays
+/// in L3 is read from memory once for its three products, while larger blocks re-stream
+/// the weights and the weight gradient less often.
+const SAMPLE_BLOCK_BYTES: usize = 4 << 20;
+
+/// Minimum number of samples in a block. Each block re-reads and re-writes the whole
+/// weight gradient, so `dW = δᵀ·X` does `2·samples` flops per gradient element it moves,
+/// and 256 samples keep that product compute-bound even when the gradient comes from
+/// memory.
+const MIN_SAMPLE_BLOCK: usize = 256;
+
+/// Maximum number of samples in a block. More gains nothing once the gradient traffic is
+/// amortised.
+const MAX_SAMPLE_BLOCK: usize = 1024;
+
+/// Number of samples per block for a layer whose samples occupy `row_elements` floats
+/// across the operands that a block reads. Depends on the shape only, never on threads.
+fn sample_block_rows(row_elements: usize) -> usize {
+    let row_bytes = row_elements.max(1) * size_of::<f32>();
+    (SAMPLE_BLOCK_BYTES / row_bytes).clamp(MIN_SAMPLE_BLOCK, MAX_SAMPLE_BLOCK)
+}
+
+/// Computes `output ← f(input·weightsᵀ + bias)` for checked shapes and activation.
+pub(super) fn forward(
+    arch: Arch,
+    input: MatRef<'_>,
+    weights: MatRef<'_>,
+    bias: &[f32],
+    activation: Activation,
+    mut output: MatMut<'_>,
+    par: Parallelism,
+) -> Result<(), Error> {
+    let (m, n_in, n_out) = (input.rows(), input.cols(), weights.rows());
+    if m == 0 || n_out == 0 {
+        return Ok(());
+    }
+    if n_in == 0 {
+        // No product, so no epilogue: every row is the bias.
+        for i in 0..m {
+            for (o, &b) in bias.iter().enumerate() {
+                output.set(i, o, b)?;
+            }
+        }
+        return activation.forward_in_place(output);
+    }
+
+    let bias = Bias::Cols(bias.as_ptr());
+    if activation != Activation::Softmax {
+        let op = match activation {
+            Activation::Identity => PostOp::None,
+            other => PostOp::Activate(other),
+        };
+        // SAFETY: `bias` has `n_out` elements, one per column of `output` (checked by the
+        // caller), and is borrowed for the call.
+        return unsafe {
+            gemm_fused(
+                arch,
+                input,
+                weights.t(),
+                0.0,
+                output,
+                par,
+                Post { bias, op },
+            )
+        };
+    }
+
+    // Softmax needs whole rows: finish a block of rows, then normalise it while it is
+    // still in cache.
+    let block_rows = sample_block_rows(n_out);
+    for first in (0..m).step_by(block_rows) {
+        let rows = block_rows.min(m - first);
+        let block_input = input.submatrix(first, 0, rows, n_in)?;
+        let mut block_output = output.rb_mut().submatrix_mut(first, 0, rows, n_out)?;
+        let post = Post {
+            bias,
+            op: PostOp::None,
+        };
+        // SAFETY: as above.
+        unsafe {
+            gemm_fused(
+                arch,
+                block_input,
+                weights.t(),
+                0.0,
+                block_output.rb_mut(),
+                par,
+                post,
+            )?;
+        }
+        Activation::Softmax.forward_in_place(block_output)?;
+    }
+    Ok(())
+}
+
+/// Fewest samples per chunk of the batch that gets its own partial gradient. Below twice
+/// this, a call keeps one chunk and draws its threads from the GEMM alone.
+const MIN_CHUNK_SAMPLES: usize = 256;
+
+/// Maximum number of chunks, which bounds the extra additions of the final reduction.
+const MAX_CHUNKS: usize = 8;
+
+/// Maximum size of the partial gradients of one call. 16 MiB keeps layers up to about
+/// 2048 × 2048 splittable, and larger ones fall back to one chunk.
+const MAX_PARTIAL_BYTES: usize = 16 << 20;
+
+/// Number of chunks the batch is split into, from the shape alone.
+fn chunk_count(m: usize, n_in: usize, n_out: usize, blocks: usize) -> usize {
+    let partial_bytes = (n_out.saturating_mul(n_in) + n_out).max(1) * size_of::<f32>();
+    let by_memory = 1 + MAX_PARTIAL_BYTES / partial_bytes;
+    (m / MIN_CHUNK_SAMPLES)
+        .clamp(1, MAX_CHUNKS)
+        .min(by_memory)
+        .min(blocks.max(1))
+}
+
+thread_local! {
+    /// Partial gradients of the chunks after the first, kept by the calling thread and
+    /// reused, so a warm call does not allocate them.
+    static PARTIALS: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The operands that every chunk of one backward call reads.
+#[derive(Clone, Copy)]
+struct Layer<'a> {
+    arch: Arch,
+    delta: MatRef<'a>,
+    input: MatRef<'a>,
+    weights: MatRef<'a>,
+    input_activation: Activation,
+    /// Samples per block.
+    block_rows: usize,
+}
+
+/// Computes the backward pass for checked shapes and activation; see `dense_backward`.
+///
+/// The batch is cut into chunks of whole sample blocks, by shape alone. The first chunk
+/// adds into the caller's gradients, and each later one overwrites its own partial
+/// gradient. The partials are then added in chunk order, so the sums do not depend on
+/// which thread ran which chunk.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn backward(
+    arch: Arch,
+    delta: MatRef<'_>,
+    input: MatRef<'_>,
+    weights: MatRef<'_>,
+    input_activation: Activation,
+    mut grad_weights: MatMut<'_>,
+    grad_bias: &mut [f32],
+    mode: GradMode,
+    input_delta: Option<MatMut<'_>>,
+    par: Parallelism,
+) -> Result<(), Error> {
+    let (m, n_in, n_out) = (input.rows(), input.cols(), weights.rows());
+    if mode == GradMode::Overwrite && (m == 0 || n_out == 0 || n_in == 0) {
+        grad_weights.fill(0.0);
+        grad_bias.fill(0.0);
+    }
+    // Equal blocks: 1024 samples with at most 1008 per block become 512 + 512, not
+    // 1008 + 16, so that chunks of whole blocks stay balanced.
+    let blocks = m.div_ceil(sample_block_rows(n_in + n_out));
+    let block_rows = m.div_ceil(blocks.max(1)).max(1);
+    let layer = Layer {
+        arch,
+        delta,
+        input,
+        weights,
+        input_activation,
+        block_rows,
+    };
+
+    let chunks = chunk_count(m, n_in, n_out, blocks);
+    if chunks == 1 {
+        return layer.accumulate(0..m, grad_weights, grad_bias, mode, input_delta, par);
+    }
+
+    // Chunk c covers sample blocks [c·blocks/chunks, (c+1)·blocks/chunks).
+    let chunk_rows = |c: usize| (c * blocks / chunks * block_rows).min(m);
+    let partial_len = n_out * n_in + n_out;
+    // NOTE: the chunks run as rayon tasks of the current pool, so `Rayon(n)` with n
+    // below the chunk count may still use up to `chunks` threads of a larger pool.
+    let in_chunks = par.max_threads() > 1;
+    let run = |partials: &mut [f32]| -> Result<(), Error> {
+        let (first_input_delta, rest_input_delta) = match input_delta {
+            Some(view) => {
+                let (first, rest) = view.split_rows_at(chunk_rows(1))?;
+                (Some(first), Some(rest))
+            }
+            None => (None, None),
+        };
+        let first_rows = 0..chunk_rows(1);
+        let (first, rest) = join(
+            in_chunks,
+            || {
+                layer.accumulate(
+                    first_rows,
+                    grad_weights.rb_mut(),
+                    grad_bias,
+                    mode,
+                    first_input_delta,
+                    Parallelism::Sequential,
+                )
+            },
+            || {
+                layer.accumulate_partials(
+                    1..chunks,
+                    &chunk_rows,
+                    partials,
+                    rest_input_delta,
+                    in_chunks,
+                )
+            },
+        );
+        first.and(rest)?;
+
+        // Fixed order: chunk 1, then 2, and so on.
+        for partial in partials.chunks_exact(partial_len) {
+            let (partial_weights, partial_bias) = partial.split_at(n_out * n_in);
+            add_into(&mut grad_weights, partial_weights);
+            for (sum, &p) in grad_bias.iter_mut().zip(partial_bias) {
+                *sum += p;
+            }
+        }
+        Ok(())
+    };
+    with_partials((chunks - 1) * partial_len, run)
+}
+
+/// Runs `f` on `len` elements of this thread's partial-gradient workspace, or of a fresh
+/// buffer when the workspace is in use (a nested call from a rayon task).
+fn with_partials<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
+    let mut f = Some(f);
+    let result = PARTIALS.try_with(|cell| {
+        let mut buffer = cell.try_borrow_mut().ok()?;
+        if buffer.len() < len {
+            buffer.resize(len, 0.0);
+        }
+        let f = f.take().expect("`f` is taken once");
+        Some(f(&mut buffer[..len]))
+    });
+    match (result, f) {
+        (Ok(Some(value)), _) => value,
+        (_, Some(f)) => f(&mut vec![0.0; len]),
+        (_, None) => unreachable!("`f` ran but returned no value"),
+    }
+}
+
+/// Runs `a` and `b`, in parallel through `rayon::join` when `parallel` is set.
+fn join<A: Send, B: Send>(
+    parallel: bool,
+    a: impl FnOnce() -> A + Send,
+    b: impl FnOnce() -> B + Send,
+) -> (A, B) {
+    if parallel {
+        rayon::join(a, b)
+    } else {
+        (a(), b())
+    }
+}
+
+/// Adds the row-major `partial` to `sums` element by element.
+fn add_into(sums: &mut MatMut<'_>, partial: &[f32]) {
+    let cols = sums.cols();
+    if cols == 0 {
+        return;
+    }
+    for (i, partial_row) in partial.chunks_exact(cols).enumerate() {
+        if let Some(row) = sums.row_slice_mut(i) {
+            for (sum, &p) in row.iter_mut().zip(partial_row) {
+                *sum += p;
+            }
+            continue;
+        }
+        for (j, &p) in partial_row.iter().enumerate() {
+            if let Some(sum) = sums.get_mut(i, j) {
+                *sum += p;
+            }
+        }
+    }
+}
+
+impl Layer<'_> {
+    /// Overwrites one partial gradient per chunk in `chunks`, each a slice of `partials`
+    /// containing `dW` row-major then `db`, and writes the chunks' rows of `input_delta`,
+    /// whose first row is the first sample of `chunks.start`.
+    fn accumulate_partials(
+        &self,
+        chunks: Range<usize>,
+        chunk_rows: &(impl Fn(usize) -> usize + Sync),
+        partials: &mut [f32],
+        input_delta: Option<MatMut<'_>>,
+        parallel: bool,
+    ) -> Result<(), Error> {
+        let (n_in, n_out) = (self.input.cols(), self.weights.rows());
+        let partial_len = n_out * n_in + n_out;
+        if chunks.len() == 1 {
+            let (partial_weights, partial_bias) = partials.split_at_mut(n_out * n_in);
+            let partial_weights = MatMut::from_slice(partial_weights, n_out, n_in)?;
+            let rows = chunk_rows(chunks.start)..chunk_rows(chunks.end);
+            return self.accumulate(
+                rows,
+                partial_weights,
+                partial_bias,
+                GradMode::Overwrite,
+                input_delta,
+                Parallelism::Sequential,
+            );
+        }
+
+        let mid = chunks.start + chunks.len() / 2;
+        let (left, right) = partials.split_at_mut((mid - chunks.start) * partial_len);
+        let (left_delta, right_delta) = match input_delta {
+            Some(view) => {
+                let (top, bottom) =
+                    view.split_rows_at(chunk_rows(mid) - chunk_rows(chunks.start))?;
+                (Some(top), Some(bottom))
+            }
+            None => (None, None),
+        };
+        let (left_result, right_result) = join(
+            parallel,
+            || self.accumulate_partials(chunks.start..mid, chunk_rows, left, left_delta, parallel),
+            || self.accumulate_partials(mid..chunks.end, chunk_rows, right, right_delta, parallel),
+        );
+        left_result.and(right_result)
+    }
+
+    /// Computes the gradients of the samples `rows`, one sample block after another, and
+    /// adds them to (or with [`GradMode::Overwrite`] writes them into) `grad_weights` and
+    /// `grad_bias`. `input_delta` contains exactly these rows.
+    fn accumulate(
+        &self,
+        rows: Range<usize>,
+        mut grad_weights: MatMut<'_>,
+        grad_bias: &mut [f32],
+        mode: GradMode,
+        mut input_delta: Option<MatMut<'_>>,
+        par: Parallelism,
+    ) -> Result<(), Error> {
+        let (n_in, n_out) = (self.input.cols(), self.weights.rows());
+        if mode == GradMode::Overwrite {
+            grad_bias.fill(0.0);
+            if rows.is_empty() {
+                grad_weights.fill(0.0);
+            }
+        }
+
+        for first in rows.clone().step_by(self.block_rows) {
+            let block_len = self.block_rows.min(rows.end - first);
+            let block_delta = self.delta.submatrix(first, 0, block_len, n_out)?;
+            let block_input = self.input.submatrix(first, 0, block_len, n_in)?;
+
+            // dW ← (dW +) δᵀ·X over this block's samples.
+            let beta = if first == rows.start && mode == GradMode::Overwrite {
+                0.0
+            } else {
+                1.0
+            };
+            // SAFETY: `Post::NONE` contains no pointers.
+            unsafe {
+                gemm_fused(
+                    self.arch,
+                    block_delta.t(),
+                    block_input,
+                    beta,
+                    grad_weights.rb_mut(),
+                    par,
+                    Post::NONE,
+                )?;
+            }
+
+            add_column_sums(block_delta, grad_bias);
+
+            if let Some(input_delta) = input_delta.as_mut() {
+                let local_first = first - rows.start;
+                let block_input_delta =
+                    input_delta
+                        .rb_mut()
+                        .submatrix_mut(local_first, 0, block_len, n_in)?;
+                propagate(
+                    self.arch,
+                    block_delta,
+                    block_input,
+                    self.weights,
+                    self.input_activation,
+                    block_input_delta,
+                    par,
+                )?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Writes `input_delta ← (δ·W) ∘ f'(X)` for one block of samples, the derivative applied
+/// in the epilogue.
+fn propagate(
+    arch: Arch,
+    delta: MatRef<'_>,
+    input: MatRef<'_>,
+    weights: MatRef<'_>,
+    input_activation: Activation,
+    mut input_delta: MatMut<'_>,
+    par: Parallelism,
+) -> Result<(), Error> {
+    if delta.cols() == 0 {
+        // δ·W is an empty sum, so the error is 0 whatever f'(X).
+        input_delta.fill(0.0);
+        return Ok(());
+    }
+    let op = match input_activation {
+        Activation::Identity => PostOp::None,
+        activation => PostOp::Derivative {
+            activation,
+            input: input.as_ptr(),
+            row_stride: input.row_stride(),
+            col_stride: input.col_stride(),
+        },
+    };
+    let post = Post {
+        bias: Bias::None,
+        op,
+    };
+    // SAFETY: `input` has the shape of `input_delta` (checked by the caller) and is
+    // borrowed for the call, so every (i, j) of `input_delta` names a readable element.
+    unsafe { gemm_fused(arch, delta, weights, 0.0, input_delta, par, post) }
+}
+
+/// Adds the column sums of `delta` to `sums`, row by row, so the order of the additions
+/// is the same for any block size.
+fn add_column_sums(delta: MatRef<'_>, sums: &mut [f32]) {
+    for i in 0..delta.rows() {
+        if let Some(row) = delta.row_slice(i) {
+            for (sum, &d) in sums.iter_mut().zip(row) {
+                *sum += d;
+            }
+            continue;
+        }
+        for (o, sum) in sums.iter_mut().enumerate() {
+            *sum += delta.get(i, o).unwrap_or(0.0);
+        }
+    }
+}
