@@ -202,16 +202,19 @@ pub(crate) unsafe fn gemm_fused(
         post,
     };
     let kernels = KernelSet::for_arch(arch.or_supported_below());
+    let blocking = Blocking::for_kernels(kernels);
+    let mut direct = DirectOperands::choose(&problem, kernels, Packing::Auto);
     let transposed = problem.t();
-    if orientation_cost(&transposed, kernels, Packing::Auto)
-        < orientation_cost(&problem, kernels, Packing::Auto)
-    {
+    let transposed_direct = DirectOperands::choose(&transposed, kernels, Packing::Auto);
+    let cost = orientation_cost(&problem, kernels, blocking, direct);
+    if orientation_cost(&transposed, kernels, blocking, transposed_direct) < cost {
         problem = transposed;
+        direct = transposed_direct;
     }
 
     let threads = thread_count(&problem, par);
     // SAFETY: as in `gemm_with_options`; the caller guarantees `post`'s pointers.
-    unsafe { nest::run(&problem, kernels, Packing::Auto, threads) };
+    unsafe { nest::run(&problem, kernels, blocking, direct, threads) };
     Ok(())
 }
 
