@@ -747,3 +747,23 @@ fn backward_errors_name_operand() {
         "{err}"
     );
 }
+
+#[test]
+fn forward_transposed_weights_named() {
+    let x = Matrix::zeros(2, 784);
+    let w_transposed = Matrix::zeros(784, 256);
+    let mut out = Matrix::zeros(2, 256);
+    let err = dense_forward(
+        x.as_ref(),
+        w_transposed.as_ref(),
+        &[0.0; 256],
+        Activation::Relu,
+        out.as_mut(),
+        Parallelism::Sequential,
+    )
+    .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "weights: expected 256 × 784, got 784 × 256"
+    );
+}

@@ -100,7 +100,8 @@ pub fn dense_forward_with_arch(
     output: MatMut<'_>,
     par: Parallelism,
 ) -> Result<(), Error> {
-    let (m, n_in, n_out) = (input.rows(), input.cols(), weights.rows());
+    let n_out = agreed_width(&[weights.rows(), bias.len(), output.cols()]);
+    let (m, n_in) = (input.rows(), input.cols());
     Error::check_shape("weights", Shape::new(n_out, n_in), weights.shape())?;
     Error::check_len("bias", n_out, bias.len())?;
     Error::check_shape("output", Shape::new(m, n_out), output.shape())?;
@@ -198,7 +199,13 @@ pub fn dense_backward_with_arch(
     input_delta: Option<MatMut<'_>>,
     par: Parallelism,
 ) -> Result<(), Error> {
-    let (m, n_in, n_out) = (input.rows(), input.cols(), weights.rows());
+    let n_out = agreed_width(&[
+        weights.rows(),
+        delta.cols(),
+        grads.weights.rows(),
+        grads.bias.len(),
+    ]);
+    let (m, n_in) = (input.rows(), input.cols());
     Error::check_shape("weights", Shape::new(n_out, n_in), weights.shape())?;
     Error::check_shape("delta", Shape::new(m, n_out), delta.shape())?;
     Error::check_shape(
@@ -252,4 +259,25 @@ pub(crate) fn check_slope(operand: &'static str, activation: Activation) -> Resu
         });
     }
     Ok(())
+}
+
+/// Returns the layer width `n_out` that most operands agree on, the first listed on a tie.
+///
+/// Every operand that carries `n_out` votes, so the one that disagrees is the one an error
+/// names: weights passed transposed give "weights: expected 256 × 784, got 784 × 256" rather
+/// than blaming the bias and output that match each other.
+fn agreed_width(widths: &[usize]) -> usize {
+    let votes = |width: usize| widths.iter().filter(|&&w| w == width).count();
+    widths
+        .iter()
+        .copied()
+        .fold((0, 0), |(best, best_votes), width| {
+            let count = votes(width);
+            if count > best_votes {
+                (width, count)
+            } else {
+                (best, best_votes)
+            }
+        })
+        .0
 }
