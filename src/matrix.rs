@@ -118,7 +118,8 @@ fn origin(data: *const f32, offset: usize, rows: usize, cols: usize) -> NonNull<
     unsafe { NonNull::new_unchecked(base.cast_mut()) }
 }
 
-/// The shape and stride getters that [`MatRef`] and [`MatMut`] share, written once.
+/// The shape and stride getters and the transpose that [`MatRef`] and [`MatMut`] share,
+/// written once.
 macro_rules! view_accessors {
     () => {
         /// Number of rows.
@@ -149,6 +150,18 @@ macro_rules! view_accessors {
         /// Returns `true` when the view has no elements.
         pub fn is_empty(&self) -> bool {
             self.rows == 0 || self.cols == 0
+        }
+
+        /// Returns the transposed view, `cols × rows`, without copying.
+        #[must_use]
+        pub fn t(self) -> Self {
+            Self {
+                rows: self.cols,
+                cols: self.rows,
+                row_stride: self.col_stride,
+                col_stride: self.row_stride,
+                ..self
+            }
         }
     };
 }
@@ -240,18 +253,6 @@ impl<'a> MatRef<'a> {
     }
 
     view_accessors!();
-
-    /// Returns the transposed view, `cols × rows`, without copying.
-    #[must_use]
-    pub fn t(self) -> Self {
-        Self {
-            rows: self.cols,
-            cols: self.rows,
-            row_stride: self.col_stride,
-            col_stride: self.row_stride,
-            ..self
-        }
-    }
 
     /// Returns element (i, j), or `None` when the index is outside the shape.
     pub fn get(&self, i: usize, j: usize) -> Option<f32> {
@@ -548,18 +549,6 @@ impl<'a> MatMut<'a> {
             row_stride: self.row_stride,
             col_stride: self.col_stride,
             _borrow: PhantomData,
-        }
-    }
-
-    /// Returns the transposed view, `cols × rows`, without copying.
-    #[must_use]
-    pub fn t(self) -> Self {
-        Self {
-            rows: self.cols,
-            cols: self.rows,
-            row_stride: self.col_stride,
-            col_stride: self.row_stride,
-            ..self
         }
     }
 
