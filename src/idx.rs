@@ -105,7 +105,7 @@ pub enum IdxError {
 
 /// A stack of `uint8` images, as read from an `idx3` file.
 ///
-/// The fields are private so that `pixels` always holds exactly `count · rows · cols` bytes.
+/// The fields are private so that `pixels` always contains exactly `count · rows · cols` bytes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Images {
     count: usize,
@@ -271,7 +271,7 @@ fn parse_header<'a>(
     Ok((dims, &bytes[header_len..]))
 }
 
-/// Checks that `body` holds exactly `len` element bytes after a header of `header_len`.
+/// Checks that `body` contains exactly `len` element bytes after a header of `header_len`.
 fn check_body(name: &str, body: &[u8], len: u128, header_len: u128) -> Result<(), IdxError> {
     let found = body.len() as u128;
     if found < len {

@@ -9,7 +9,7 @@
 //!
 //! # Conventions
 //!
-//! - Elements are `f32`. A batch holds **one sample per row**: inputs are `m × n_in`, weights
+//! - Elements are `f32`. A batch has **one sample per row**: inputs are `m × n_in`, weights
 //!   `n_out × n_in` (PyTorch's `Linear` layout), so a layer computes `Z = X·Wᵀ + b`.
 //! - Matrices are passed as strided views, [`MatRef`] and [`MatMut`]; a transpose is a view
 //!   ([`MatRef::t`]), never a copy. Constructors check every index, so safe code cannot read or

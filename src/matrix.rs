@@ -69,8 +69,8 @@ fn check_layout(
 ///
 /// Sorting the two axes by the size of their stride, the addresses are distinct when the
 /// smaller stride is non-zero and the larger one steps over the whole span of the smaller
-/// axis. This is the sufficient condition that ndarray also uses; a few exotic layouts with
-/// distinct addresses (such as strides 3 and 2 on a 2 × 2 view) are rejected by it.
+/// axis. The condition is sufficient but not necessary, so a few exotic layouts with
+/// distinct addresses are rejected too, such as strides 3 and 2 on a 2 × 2 view.
 fn check_no_overlap(
     operand: &'static str,
     rows: usize,
@@ -338,7 +338,7 @@ impl<'a> MatRef<'a> {
     ///
     /// `ptr` is non-null, and for every `i < rows`, `j < cols` the element at
     /// `ptr + i·row_stride + j·col_stride` lies in one allocation, is valid for reads and is
-    /// not written for `'a`; the offsets fit `isize`.
+    /// not written for `'a`. Every offset `i·row_stride + j·col_stride` fits `isize`.
     #[cfg(feature = "ndarray")]
     pub(crate) unsafe fn from_raw_parts(
         ptr: *const f32,

@@ -1,4 +1,4 @@
-//! How a kernel may split its work across threads.
+//! The threading setting that decides how a kernel may split its work across threads.
 
 /// The threading a kernel call may use.
 ///

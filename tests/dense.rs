@@ -331,9 +331,9 @@ fn results_thread_count_independent() {
     }
 }
 
-/// Shapes (m, n_in, n_out) around the tile and block edges of `arch`: tiles one row or
-/// column past a full one, a reduction one past `kc` (so the epilogue's bias and
-/// activation must wait for the last slice), and batches spanning several sample blocks.
+/// Shapes (m, n_in, n_out) around the tile and block edges of `arch`. They include tiles one
+/// row or column past a full one, and batches spanning several sample blocks. A reduction one
+/// past `kc` checks that the epilogue's bias and activation wait for the last slice.
 fn edge_shapes(arch: Arch) -> Vec<(usize, usize, usize)> {
     let sizes = BlockSizes::for_arch(arch);
     vec![

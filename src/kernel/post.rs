@@ -193,7 +193,7 @@ impl Post {
 
 /// Loads `valid ≤ WIDTH` elements `ptr + i·stride`, with zeros in the other lanes.
 ///
-/// NOTE: edge tiles gather a row bias again for every tile column; the fused forward pass
+/// NOTE: edge tiles gather a row bias again for every tile column. The fused forward pass
 /// of layers with few outputs (10) measured 10 to 30 % slower than GEMM plus a separate
 /// pass, and this repeated gather is the suspected cause.
 ///

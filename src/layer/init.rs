@@ -5,7 +5,8 @@ use rand::distr::{Distribution, Uniform};
 
 use crate::error::Error;
 
-/// How [`Dense::new`](super::Dense::new) draws the initial weights. Biases start at zero.
+/// The distribution that [`Dense::new`](super::Dense::new) draws the initial weights from.
+/// Biases start at zero.
 ///
 /// Both schemes draw from a uniform distribution `U(−bound, bound)` whose variance keeps the
 /// scale of the activations roughly constant from layer to layer.

@@ -3,7 +3,7 @@
 //!
 //! Everything here is plain loops accumulating in `f64`, written for clarity and **slow**:
 //! never use it for real work. It imports nothing from the optimised modules (GEMM, kernels,
-//! activations, losses, dense layers), so a bug there cannot hide in the oracle too; it shares
+//! activations, losses, dense layers), so a bug there cannot hide in the oracle too. It shares
 //! only the view types, the error type and the [`Activation`](crate::Activation) enum.
 
 mod activation;
