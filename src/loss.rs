@@ -211,9 +211,28 @@ pub fn binary_cross_entropy(
 
 /// The values a loss operand accepts.
 #[derive(Clone, Copy)]
-enum Range {
+pub(crate) enum Range {
+    /// Any finite number.
     Finite,
+    /// A probability in `[0, 1]`.
     Probability,
+}
+
+impl Range {
+    /// The inclusive bounds of the range; NaN fails both comparisons, so it is outside.
+    fn bounds(self) -> (f32, f32) {
+        match self {
+            Range::Finite => (f32::MIN, f32::MAX),
+            Range::Probability => (0.0, 1.0),
+        }
+    }
+
+    fn expected(self) -> &'static str {
+        match self {
+            Range::Finite => "a finite number",
+            Range::Probability => "a probability in [0, 1]",
+        }
+    }
 }
 
 /// Checks that `targets` (when given) and `grad` have the shape of `logits`.
@@ -228,23 +247,47 @@ fn check_shapes(
     Error::check_shape("grad", logits.shape(), grad.shape())
 }
 
+/// Elements checked together by [`check_values`]: a fixed-size chunk that the compiler turns
+/// into a few vector compares, so the check costs a small fraction of a pass over the data.
+const CHECK_CHUNK: usize = 32;
+
 /// Returns [`Error::InvalidValue`] for the first element outside `range`.
-fn check_values(view: MatRef<'_>, operand: &'static str, range: Range) -> Result<(), Error> {
+///
+/// Rows with contiguous columns are scanned a chunk at a time without branches; only a
+/// chunk with an element outside the range is searched again for the column to report.
+pub(crate) fn check_values(
+    view: MatRef<'_>,
+    operand: &'static str,
+    range: Range,
+) -> Result<(), Error> {
+    let (lo, hi) = range.bounds();
+    let inside = |value: f32| lo <= value && value <= hi;
+    let chunk_inside = |chunk: &[f32]| {
+        chunk
+            .iter()
+            .fold(true, |all, &value| all & (lo <= value) & (value <= hi))
+    };
+
     for i in 0..view.rows() {
-        for j in 0..view.cols() {
-            let value = view.get(i, j).expect("index inside the view");
-            let (valid, expected) = match range {
-                Range::Finite => (value.is_finite(), "a finite number"),
-                Range::Probability => ((0.0..=1.0).contains(&value), "a probability in [0, 1]"),
-            };
-            if !valid {
-                return Err(Error::InvalidValue {
-                    operand,
-                    row: i,
-                    reason: format!("column {j} is {value}, expected {expected}"),
-                });
+        let row_ok = match view.row_slice(i) {
+            Some(row) => row.chunks(CHECK_CHUNK).all(chunk_inside),
+            None => {
+                (0..view.cols()).all(|j| inside(view.get(i, j).expect("index inside the view")))
             }
+        };
+        if row_ok {
+            continue;
         }
+
+        let (j, value) = (0..view.cols())
+            .map(|j| (j, view.get(i, j).expect("index inside the view")))
+            .find(|&(_, value)| !inside(value))
+            .expect("a row that failed the check holds an element outside the range");
+        return Err(Error::InvalidValue {
+            operand,
+            row: i,
+            reason: format!("column {j} is {value}, expected {}", range.expected()),
+        });
     }
     Ok(())
 }

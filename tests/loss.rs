@@ -471,3 +471,89 @@ fn softmax_cross_entropy_rejects_negative_target() {
     );
     assert_eq!(grad, [7.0; 3]);
 }
+
+#[test]
+fn value_check_finds_every_position() {
+    // 70 columns span two full scan chunks and a partial one; the transposed view takes the
+    // strided path. Every bad value at every position must be reported where it is, and the
+    // largest finite values and the bounds of [0, 1] must pass.
+    let (rows, cols) = (3, 70);
+    let not_finite = [f32::NAN, f32::INFINITY, f32::NEG_INFINITY];
+    let bad_probabilities = [f32::NAN, -0.01, 1.01, f32::INFINITY];
+    let mut grad = Matrix::zeros(rows, cols);
+
+    for transposed in [false, true] {
+        fn view(data: &Matrix, transposed: bool) -> MatRef<'_> {
+            if transposed {
+                MatRef::from_slice(data.as_slice(), data.cols(), data.rows())
+                    .unwrap()
+                    .t()
+            } else {
+                data.as_ref()
+            }
+        }
+        let mut good = Matrix::from_fn(rows, cols, |i, j| ((i * cols + j) % 3) as f32 * 0.5);
+        *good.as_mut().get_mut(0, 0).unwrap() = f32::MAX;
+        *good.as_mut().get_mut(1, 0).unwrap() = f32::MIN;
+        let zeros_and_ones = Matrix::from_fn(rows, cols, |i, j| ((i + j) % 2) as f32);
+        loss::mean_squared_error(
+            view(&good, transposed),
+            view(&good, transposed),
+            grad.as_mut(),
+        )
+        .unwrap();
+        loss::binary_cross_entropy(
+            view(&zeros_and_ones, transposed),
+            view(&zeros_and_ones, transposed),
+            grad.as_mut(),
+        )
+        .unwrap();
+
+        for row in 0..rows {
+            for col in 0..cols {
+                for &value in &not_finite {
+                    let mut y = zeros_and_ones.clone();
+                    let index = if transposed {
+                        col * rows + row
+                    } else {
+                        row * cols + col
+                    };
+                    y.as_mut_slice()[index] = value;
+                    let err = loss::mean_squared_error(
+                        view(&zeros_and_ones, transposed),
+                        view(&y, transposed),
+                        grad.as_mut(),
+                    )
+                    .unwrap_err();
+                    assert_eq!(
+                        err.to_string(),
+                        format!(
+                            "targets: row {row}: column {col} is {value}, expected a finite number"
+                        )
+                    );
+                }
+                for &value in &bad_probabilities {
+                    let mut y = zeros_and_ones.clone();
+                    let index = if transposed {
+                        col * rows + row
+                    } else {
+                        row * cols + col
+                    };
+                    y.as_mut_slice()[index] = value;
+                    let err = loss::binary_cross_entropy(
+                        view(&zeros_and_ones, transposed),
+                        view(&y, transposed),
+                        grad.as_mut(),
+                    )
+                    .unwrap_err();
+                    assert_eq!(
+                        err.to_string(),
+                        format!(
+                            "targets: row {row}: column {col} is {value}, expected a probability in [0, 1]"
+                        )
+                    );
+                }
+            }
+        }
+    }
+}

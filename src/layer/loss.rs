@@ -2,7 +2,7 @@
 
 use crate::Activation;
 use crate::error::{Error, Shape};
-use crate::loss::{self, Targets};
+use crate::loss::{self, Range, Targets, check_values};
 use crate::matrix::{MatMut, MatRef};
 
 /// The loss of a [`Sequential`](super::Sequential) network, each paired with the output
@@ -130,32 +130,12 @@ pub(super) fn check_targets(
         }
         Targets::Dense(matrix) => {
             Error::check_shape("targets", Shape::new(m, n_out), matrix.shape())?;
-            for row in 0..m {
-                for col in 0..n_out {
-                    let y = matrix.get(row, col).expect("(row, col) inside the targets");
-                    check_target_value(loss, y, row, col)?;
-                }
-            }
+            let range = match loss {
+                Loss::BinaryCrossEntropy => Range::Probability,
+                _ => Range::Finite,
+            };
+            check_values(matrix, "targets", range)?;
         }
-    }
-    Ok(())
-}
-
-fn check_target_value(loss: Loss, y: f32, row: usize, col: usize) -> Result<(), Error> {
-    let invalid = |reason| Error::InvalidValue {
-        operand: "targets",
-        row,
-        reason,
-    };
-    if !y.is_finite() {
-        return Err(invalid(format!(
-            "column {col} is {y}, expected a finite number"
-        )));
-    }
-    if loss == Loss::BinaryCrossEntropy && !(0.0..=1.0).contains(&y) {
-        return Err(invalid(format!(
-            "column {col} is {y}, expected a probability in [0, 1]"
-        )));
     }
     Ok(())
 }

@@ -7,7 +7,7 @@ use super::workspace::Workspace;
 use crate::Activation;
 use crate::dense::{DenseGrads, GradMode, dense_backward, dense_forward};
 use crate::error::{Error, Shape};
-use crate::loss::Targets;
+use crate::loss::{Range, Targets, check_values};
 use crate::matrix::MatRef;
 use crate::parallel::Parallelism;
 
@@ -368,19 +368,7 @@ impl Sequential {
     /// Checks the width of `x` and that every value is finite.
     fn check_input(&self, x: MatRef<'_>) -> Result<(), Error> {
         Error::check_shape("x", Shape::new(x.rows(), self.n_in()), x.shape())?;
-        for row in 0..x.rows() {
-            for col in 0..x.cols() {
-                let value = x.get(row, col).expect("(row, col) inside x");
-                if !value.is_finite() {
-                    return Err(Error::InvalidValue {
-                        operand: "x",
-                        row,
-                        reason: format!("column {col} is {value}, expected a finite number"),
-                    });
-                }
-            }
-        }
-        Ok(())
+        check_values(x, "x", Range::Finite)
     }
 }
 
