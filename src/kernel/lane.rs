@@ -5,6 +5,9 @@
 //! the CPU supports the lane's instruction set. Every value therefore proves that support,
 //! so the arithmetic on existing values is safe.
 
+/// The widest lane of any path, in `f32` elements.
+pub(crate) const MAX_WIDTH: usize = 16;
+
 /// A vector of `WIDTH` `f32` elements.
 pub(crate) trait Lane: Copy {
     /// Number of `f32` elements in one vector.
@@ -37,6 +40,44 @@ pub(crate) trait Lane: Copy {
     ///
     /// `ptr..ptr + WIDTH` is writable and not borrowed elsewhere.
     unsafe fn store(self, ptr: *mut f32);
+
+    /// Loads the first `len` elements from `ptr` and sets the other lanes to zero. Memory
+    /// from `ptr + len` on is not read.
+    ///
+    /// The default goes through a buffer on the stack; instruction sets with masked loads
+    /// override it.
+    ///
+    /// # Safety
+    ///
+    /// The CPU supports the lane's instruction set, `len ≤ WIDTH`, and `ptr..ptr + len` is
+    /// readable.
+    #[inline(always)]
+    unsafe fn load_first(ptr: *const f32, len: usize) -> Self {
+        const { assert!(Self::WIDTH <= MAX_WIDTH) };
+        let mut buffer = [0.0f32; MAX_WIDTH];
+        // SAFETY: the caller guarantees `len ≤ WIDTH ≤ MAX_WIDTH` readable elements, and
+        // the buffer is a separate local.
+        unsafe { std::ptr::copy_nonoverlapping(ptr, buffer.as_mut_ptr(), len) };
+        // SAFETY: the buffer holds MAX_WIDTH ≥ WIDTH elements; the caller guarantees
+        // support.
+        unsafe { Self::load(buffer.as_ptr()) }
+    }
+
+    /// Stores the first `len` elements to `ptr`. Memory from `ptr + len` on is neither
+    /// read nor written.
+    ///
+    /// # Safety
+    ///
+    /// `len ≤ WIDTH`, and `ptr..ptr + len` is writable and not borrowed elsewhere.
+    #[inline(always)]
+    unsafe fn store_first(self, ptr: *mut f32, len: usize) {
+        const { assert!(Self::WIDTH <= MAX_WIDTH) };
+        let mut buffer = [0.0f32; MAX_WIDTH];
+        // SAFETY: the buffer holds MAX_WIDTH ≥ WIDTH elements.
+        unsafe { self.store(buffer.as_mut_ptr()) };
+        // SAFETY: the caller guarantees `len ≤ WIDTH` writable elements at `ptr`.
+        unsafe { std::ptr::copy_nonoverlapping(buffer.as_ptr(), ptr, len) };
+    }
 
     /// Returns `self · b + c`, fused where the instruction set has FMA.
     fn mul_add(self, b: Self, c: Self) -> Self;
@@ -129,11 +170,22 @@ mod x86 {
         _mm512_set1_ps, _mm512_setzero_ps, _mm512_storeu_ps,
     };
     use core::arch::x86_64::{
+        __m256i, __mmask16, _mm256_cmpgt_epi32, _mm256_maskload_ps, _mm256_maskstore_ps,
+        _mm256_set1_epi32, _mm256_setr_epi32, _mm512_mask_storeu_ps, _mm512_maskz_loadu_ps,
+    };
+    use core::arch::x86_64::{
         _CMP_GT_OQ, _mm256_add_ps, _mm256_blendv_ps, _mm256_cmp_ps, _mm256_sub_ps, _mm512_add_ps,
         _mm512_cmp_ps_mask, _mm512_mask_blend_ps, _mm512_sub_ps,
     };
 
     use super::Lane;
+
+    /// Returns the AVX-512 mask whose first `len ≤ 16` bits are set.
+    #[inline(always)]
+    fn avx512_first_mask(len: usize) -> __mmask16 {
+        // `len ≤ 16`, so the shift stays inside `u32` and the result inside 16 bits.
+        ((1u32 << len) - 1) as __mmask16
+    }
 
     /// Eight `f32` in an AVX register, with FMA. Values exist only on CPUs with AVX2 and FMA.
     #[derive(Clone, Copy)]
@@ -165,6 +217,20 @@ mod x86 {
             // SAFETY: `self` exists, so the CPU has AVX; the caller guarantees eight
             // writable elements.
             unsafe { _mm256_storeu_ps(ptr, self.0) }
+        }
+
+        #[inline(always)]
+        unsafe fn load_first(ptr: *const f32, len: usize) -> Self {
+            // SAFETY: the caller guarantees AVX support and `len` readable elements; the
+            // masked load reads (and may fault on) only the lanes whose mask is set.
+            Self(unsafe { _mm256_maskload_ps(ptr, avx2_first_mask(len)) })
+        }
+
+        #[inline(always)]
+        unsafe fn store_first(self, ptr: *mut f32, len: usize) {
+            // SAFETY: `self` exists, so the CPU has AVX; the caller guarantees `len`
+            // writable elements, and the masked store touches only those.
+            unsafe { _mm256_maskstore_ps(ptr, avx2_first_mask(len), self.0) }
         }
 
         #[inline(always)]
@@ -201,6 +267,22 @@ mod x86 {
         }
     }
 
+    /// Returns the AVX mask whose first `len` lanes are set (all bits of the lane) and the
+    /// others clear.
+    ///
+    /// # Safety
+    ///
+    /// The CPU supports AVX2.
+    #[inline(always)]
+    unsafe fn avx2_first_mask(len: usize) -> __m256i {
+        // SAFETY: the caller guarantees AVX2; the compare yields all-ones where the lane
+        // index is below `len`.
+        unsafe {
+            let index = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+            _mm256_cmpgt_epi32(_mm256_set1_epi32(len as i32), index)
+        }
+    }
+
     /// Sixteen `f32` in an AVX-512 register. Values exist only on CPUs with AVX-512F.
     #[derive(Clone, Copy)]
     pub(crate) struct Avx512F32x16(__m512);
@@ -234,6 +316,20 @@ mod x86 {
         }
 
         #[inline(always)]
+        unsafe fn load_first(ptr: *const f32, len: usize) -> Self {
+            // SAFETY: the caller guarantees AVX-512F support and `len` readable elements;
+            // masked-off lanes are neither read nor able to fault.
+            Self(unsafe { _mm512_maskz_loadu_ps(avx512_first_mask(len), ptr) })
+        }
+
+        #[inline(always)]
+        unsafe fn store_first(self, ptr: *mut f32, len: usize) {
+            // SAFETY: `self` exists, so the CPU has AVX-512F; the caller guarantees `len`
+            // writable elements, and the masked store touches only those.
+            unsafe { _mm512_mask_storeu_ps(ptr, avx512_first_mask(len), self.0) }
+        }
+
+        #[inline(always)]
         fn mul_add(self, b: Self, c: Self) -> Self {
             // SAFETY: `self` exists, so a constructor ran under the promise of AVX-512F.
             Self(unsafe { _mm512_fmadd_ps(self.0, b.0, c.0) })
@@ -263,6 +359,64 @@ mod x86 {
             unsafe {
                 let positive = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(self.0, _mm512_setzero_ps());
                 Self(_mm512_mask_blend_ps(positive, otherwise.0, if_positive.0))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernel::Arch;
+
+    /// Loads and stores every prefix length of one vector of `L` inside a guarded buffer:
+    /// loaded lanes past `len` are zero, and a store leaves every element past `len` as it
+    /// was.
+    ///
+    /// # Safety
+    ///
+    /// The CPU supports `L`.
+    unsafe fn check_prefixes<L: Lane>() {
+        let source: Vec<f32> = (0..L::WIDTH).map(|i| i as f32 + 1.0).collect();
+        for len in 0..=L::WIDTH {
+            // SAFETY: `len ≤ WIDTH` elements of `source` are readable; the caller
+            // guarantees support.
+            let loaded = unsafe { L::load_first(source.as_ptr(), len) };
+            let mut lanes = [f32::NAN; MAX_WIDTH];
+            // SAFETY: `lanes` has room for MAX_WIDTH ≥ WIDTH elements.
+            unsafe { loaded.store(lanes.as_mut_ptr()) };
+            for (i, &lane) in lanes.iter().enumerate().take(L::WIDTH) {
+                let want = if i < len { source[i] } else { 0.0 };
+                assert_eq!(
+                    lane.to_bits(),
+                    want.to_bits(),
+                    "load_first len {len} lane {i}"
+                );
+            }
+
+            let mut target = vec![-1.0f32; L::WIDTH + 1];
+            // SAFETY: `len ≤ WIDTH` elements of `target` are writable.
+            unsafe { loaded.store_first(target.as_mut_ptr(), len) };
+            for (i, &value) in target.iter().enumerate() {
+                let want = if i < len { source[i] } else { -1.0 };
+                assert_eq!(value, want, "store_first len {len} element {i}");
+            }
+        }
+    }
+
+    #[test]
+    fn lane_prefix_load_store_every_path() {
+        // SAFETY: the portable lane runs on every CPU.
+        unsafe { check_prefixes::<WideF32x8>() };
+        #[cfg(target_arch = "x86_64")]
+        {
+            if Arch::Avx2.is_supported() {
+                // SAFETY: AVX2 and FMA were detected.
+                unsafe { check_prefixes::<Avx2F32x8>() };
+            }
+            if Arch::Avx512.is_supported() {
+                // SAFETY: AVX-512F was detected.
+                unsafe { check_prefixes::<Avx512F32x16>() };
             }
         }
     }

@@ -7,11 +7,9 @@
 //! the tile sits and whatever its size. This is what makes threaded results bitwise equal
 //! to sequential ones.
 
-use super::lane::Lane;
+use super::lane::{Lane, MAX_WIDTH as MAX_LANE_WIDTH};
 use super::post::Post;
 
-/// The widest lane of any path, in `f32` elements; sizes the staging buffer of edge tiles.
-const MAX_LANE_WIDTH: usize = 16;
 /// Maximum number of vectors in any path's full tile (AVX-512: 3 × 8), which sizes the
 /// spill buffer of edge tiles.
 const MAX_TILE_VECTORS: usize = 24;
@@ -208,36 +206,51 @@ unsafe fn store_tile<L: Lane, const MV: usize, const NR: usize>(
     // SAFETY: the caller guarantees support for `L`.
     let alpha = unsafe { L::splat(epilogue.alpha) };
 
-    if t.c_row_stride == 1 && t.rows == MV * L::WIDTH && t.cols == NR {
-        for (j, acc_col) in acc.iter().enumerate() {
+    if t.c_row_stride == 1 {
+        // Columns of C are contiguous: vector loads and stores, masked to the tile's rows
+        // in the last vector of an edge tile.
+        for (j, acc_col) in acc.iter().enumerate().take(t.cols) {
+            // SAFETY: column `j < cols` of the tile lies inside C.
+            let column = unsafe { t.c.offset(j as isize * t.c_col_stride) };
             for (v, &acc_v) in acc_col.iter().enumerate() {
-                // SAFETY: (v·WIDTH, j) and the WIDTH elements below it lie in the tile,
-                // whose rows are contiguous; the caller guarantees the tile is writable.
+                let first_row = v * L::WIDTH;
+                if first_row >= t.rows {
+                    break;
+                }
+                let valid = (t.rows - first_row).min(L::WIDTH);
+                // SAFETY: rows `first_row..first_row + valid` of the column lie in the tile,
+                // are contiguous, and the caller lets this call read and write them. The
+                // masked forms touch no element beyond them.
                 unsafe {
-                    let dst = t.c.offset(j as isize * t.c_col_stride).add(v * L::WIDTH);
-                    let out = epilogue.combine(alpha, acc_v, || L::load(dst));
-                    let out = epilogue.post.apply(out, v * L::WIDTH, j, L::WIDTH);
-                    out.store(dst);
+                    let dst = column.add(first_row);
+                    let out = epilogue.combine(alpha, acc_v, || {
+                        if valid == L::WIDTH {
+                            L::load(dst)
+                        } else {
+                            L::load_first(dst, valid)
+                        }
+                    });
+                    let out = epilogue.post.apply(out, first_row, j, valid);
+                    if valid == L::WIDTH {
+                        out.store(dst);
+                    } else {
+                        out.store_first(dst, valid);
+                    }
                 }
             }
             if let Some(activation) = epilogue.post.slice_activation() {
-                // SAFETY: the column's MV·WIDTH rows are contiguous, inside the tile, and
+                // SAFETY: the column's `rows` elements are contiguous, inside the tile, and
                 // only this call writes them.
-                let column = unsafe {
-                    std::slice::from_raw_parts_mut(
-                        t.c.offset(j as isize * t.c_col_stride),
-                        MV * L::WIDTH,
-                    )
-                };
+                let column = unsafe { std::slice::from_raw_parts_mut(column, t.rows) };
                 activation.apply_slice(column);
             }
         }
         return;
     }
 
-    // Edge tiles and other strides: first spill the accumulators with constant indices,
-    // so the accumulation loop above keeps them in registers, then combine element-wise
-    // through a staging vector.
+    // Strided columns: first spill the accumulators with constant indices, so the
+    // accumulation loop above keeps them in registers, then combine element-wise through a
+    // staging vector.
     const { assert!(MV * NR <= MAX_TILE_VECTORS) };
     let mut spilled = [[0.0f32; MAX_LANE_WIDTH]; MAX_TILE_VECTORS];
     for (j, acc_col) in acc.iter().enumerate() {

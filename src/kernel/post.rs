@@ -6,12 +6,8 @@
 //! the element's value and its (row, column) in the output, never on where the tile
 //! starts or how large it is, so tiled and threaded results stay bitwise equal.
 
-use super::lane::Lane;
+use super::lane::{Lane, MAX_WIDTH as MAX_LANE_WIDTH};
 use crate::Activation;
-
-/// The widest lane of any path, in `f32` elements; sizes the gather buffer of strided
-/// and partial vectors.
-const MAX_LANE_WIDTH: usize = 16;
 
 /// A bias added to every element of a row or of a column of the output.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -193,18 +189,20 @@ impl Post {
 
 /// Loads `valid ≤ WIDTH` elements `ptr + i·stride`, with zeros in the other lanes.
 ///
-/// NOTE: edge tiles gather a row bias again for every tile column. The fused forward pass
-/// of layers with few outputs (10) measured 10 to 30 % slower than GEMM plus a separate
-/// pass, and this repeated gather is the suspected cause.
-///
 /// # Safety
 ///
 /// The CPU supports `L`, and the `valid` elements are readable.
 #[inline(always)]
 unsafe fn load_rows<L: Lane>(ptr: *const f32, stride: isize, valid: usize) -> L {
-    if stride == 1 && valid == L::WIDTH {
-        // SAFETY: the caller guarantees WIDTH readable adjacent elements.
-        return unsafe { L::load(ptr) };
+    if stride == 1 {
+        // SAFETY: the caller guarantees `valid` readable adjacent elements.
+        return unsafe {
+            if valid == L::WIDTH {
+                L::load(ptr)
+            } else {
+                L::load_first(ptr, valid)
+            }
+        };
     }
     let mut gathered = [0.0f32; MAX_LANE_WIDTH];
     for (i, slot) in gathered.iter_mut().enumerate().take(valid.min(L::WIDTH)) {
