@@ -172,12 +172,12 @@ fn prefetch_c_tile<L: Lane, const MV: usize, const NR: usize>(t: &TileArgs) {
 }
 
 /// `f32` elements per 64-byte cache line.
-const CACHE_LINE_F32: usize = 16;
+pub(crate) const CACHE_LINE_F32: usize = 16;
 
 /// Hints that the cache line containing `ptr` will be used soon. Never faults and never
 /// changes memory, so any address is allowed.
 #[inline(always)]
-fn prefetch(ptr: *const f32) {
+pub(crate) fn prefetch(ptr: *const f32) {
     #[cfg(target_arch = "x86_64")]
     // SAFETY: PREFETCHT0 is part of SSE, which every x86-64 CPU has, and a prefetch never
     // faults whatever the address.
