@@ -188,6 +188,64 @@ pub(crate) fn prefetch(ptr: *const f32) {
     let _ = ptr;
 }
 
+/// Writes a tile whose columns of C are contiguous (`c_row_stride == 1`) with vector
+/// loads and stores. `FULL` promises `rows == MV·WIDTH` and `cols == NR`, which makes every
+/// bound a constant; otherwise the last vector of each column is masked to `rows`.
+///
+/// # Safety
+///
+/// As for [`tile_body`], for the C operand, with `c_row_stride == 1`; `alpha` is `α` on
+/// every lane.
+#[inline(always)]
+unsafe fn store_contiguous<L: Lane, const MV: usize, const NR: usize, const FULL: bool>(
+    acc: &[[L; MV]; NR],
+    t: &TileArgs,
+    epilogue: Epilogue,
+    alpha: L,
+) {
+    let (rows, cols) = if FULL {
+        (MV * L::WIDTH, NR)
+    } else {
+        (t.rows, t.cols)
+    };
+    for (j, acc_col) in acc.iter().enumerate().take(cols) {
+        // SAFETY: column `j < cols` of the tile lies inside C.
+        let column = unsafe { t.c.offset(j as isize * t.c_col_stride) };
+        for (v, &acc_v) in acc_col.iter().enumerate() {
+            let first_row = v * L::WIDTH;
+            if first_row >= rows {
+                break;
+            }
+            let valid = (rows - first_row).min(L::WIDTH);
+            // SAFETY: rows `first_row..first_row + valid` of the column lie in the tile, are
+            // contiguous, and the caller lets this call read and write them. The masked
+            // forms touch no element beyond them.
+            unsafe {
+                let dst = column.add(first_row);
+                let out = epilogue.combine(alpha, acc_v, || {
+                    if valid == L::WIDTH {
+                        L::load(dst)
+                    } else {
+                        L::load_first(dst, valid)
+                    }
+                });
+                let out = epilogue.post.apply(out, first_row, j, valid);
+                if valid == L::WIDTH {
+                    out.store(dst);
+                } else {
+                    out.store_first(dst, valid);
+                }
+            }
+        }
+        if let Some(activation) = epilogue.post.slice_activation() {
+            // SAFETY: the column's `rows` elements are contiguous, inside the tile, and only
+            // this call writes them.
+            let column = unsafe { std::slice::from_raw_parts_mut(column, rows) };
+            activation.apply_slice(column);
+        }
+    }
+}
+
 /// Writes the accumulated tile into C through the epilogue.
 ///
 /// Full tiles with contiguous columns use vector loads and stores. Edge tiles and other
@@ -207,42 +265,14 @@ unsafe fn store_tile<L: Lane, const MV: usize, const NR: usize>(
     let alpha = unsafe { L::splat(epilogue.alpha) };
 
     if t.c_row_stride == 1 {
-        // Columns of C are contiguous: vector loads and stores, masked to the tile's rows
-        // in the last vector of an edge tile.
-        for (j, acc_col) in acc.iter().enumerate().take(t.cols) {
-            // SAFETY: column `j < cols` of the tile lies inside C.
-            let column = unsafe { t.c.offset(j as isize * t.c_col_stride) };
-            for (v, &acc_v) in acc_col.iter().enumerate() {
-                let first_row = v * L::WIDTH;
-                if first_row >= t.rows {
-                    break;
-                }
-                let valid = (t.rows - first_row).min(L::WIDTH);
-                // SAFETY: rows `first_row..first_row + valid` of the column lie in the tile,
-                // are contiguous, and the caller lets this call read and write them. The
-                // masked forms touch no element beyond them.
-                unsafe {
-                    let dst = column.add(first_row);
-                    let out = epilogue.combine(alpha, acc_v, || {
-                        if valid == L::WIDTH {
-                            L::load(dst)
-                        } else {
-                            L::load_first(dst, valid)
-                        }
-                    });
-                    let out = epilogue.post.apply(out, first_row, j, valid);
-                    if valid == L::WIDTH {
-                        out.store(dst);
-                    } else {
-                        out.store_first(dst, valid);
-                    }
-                }
-            }
-            if let Some(activation) = epilogue.post.slice_activation() {
-                // SAFETY: the column's `rows` elements are contiguous, inside the tile, and
-                // only this call writes them.
-                let column = unsafe { std::slice::from_raw_parts_mut(column, t.rows) };
-                activation.apply_slice(column);
+        // Columns of C are contiguous: vector loads and stores. A full tile compiles
+        // with constant bounds; an edge tile masks the last vector of each column.
+        // SAFETY: the caller's contract on C carries over.
+        unsafe {
+            if t.rows == MV * L::WIDTH && t.cols == NR {
+                store_contiguous::<L, MV, NR, true>(acc, t, epilogue, alpha);
+            } else {
+                store_contiguous::<L, MV, NR, false>(acc, t, epilogue, alpha);
             }
         }
         return;
