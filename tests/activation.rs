@@ -222,27 +222,9 @@ fn leaky_relu_nan_slope_rejected() {
     let mut out = Matrix::zeros(1, 1);
     let slope = Activation::LeakyRelu { slope: f32::NAN };
     let err = slope.forward(z.as_ref(), out.as_mut()).unwrap_err();
-    assert!(
-        matches!(
-            err,
-            Error::InvalidArgument {
-                operand: "slope",
-                ..
-            }
-        ),
-        "{err}"
-    );
+    assert_invalid_argument(&err, "slope");
     let err = slope.backward(z.as_ref(), out.as_mut()).unwrap_err();
-    assert!(
-        matches!(
-            err,
-            Error::InvalidArgument {
-                operand: "slope",
-                ..
-            }
-        ),
-        "{err}"
-    );
+    assert_invalid_argument(&err, "slope");
 }
 
 #[test]

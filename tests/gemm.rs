@@ -517,12 +517,9 @@ fn empty_output_writes_nothing() {
     assert_eq!(data, [9.0; 4]);
 }
 
-#[test]
-fn errors_name_operand_and_shapes() {
-    let a = Matrix::zeros(3, 4);
-    let b = Matrix::zeros(5, 2);
-    let mut c = Matrix::zeros(3, 2);
-    let err = gemm(
+/// Runs `gemm` (α = 1, β = 0) on operands whose shapes do not match, and returns its error.
+fn shape_error(a: &Matrix, b: &Matrix, c: &mut Matrix) -> Error {
+    gemm(
         1.0,
         a.as_ref(),
         b.as_ref(),
@@ -530,7 +527,15 @@ fn errors_name_operand_and_shapes() {
         c.as_mut(),
         Parallelism::Sequential,
     )
-    .unwrap_err();
+    .unwrap_err()
+}
+
+#[test]
+fn errors_name_operand_and_shapes() {
+    let a = Matrix::zeros(3, 4);
+    let b = Matrix::zeros(5, 2);
+    let mut c = Matrix::zeros(3, 2);
+    let err = shape_error(&a, &b, &mut c);
     assert_eq!(
         err,
         Error::ShapeMismatch {
@@ -542,15 +547,7 @@ fn errors_name_operand_and_shapes() {
 
     let b = Matrix::zeros(4, 2);
     let mut c = Matrix::from_fn(2, 3, |_, _| 7.0);
-    let err = gemm(
-        1.0,
-        a.as_ref(),
-        b.as_ref(),
-        0.0,
-        c.as_mut(),
-        Parallelism::Sequential,
-    )
-    .unwrap_err();
+    let err = shape_error(&a, &b, &mut c);
     assert_eq!(
         err,
         Error::ShapeMismatch {
@@ -568,15 +565,7 @@ fn errors_name_operand_and_shapes() {
     // `a` fixes m and k: a wrong `a` shows up as a mismatch of `b` or `c`.
     let a = Matrix::zeros(2, 4);
     let mut c = Matrix::zeros(3, 2);
-    let err = gemm(
-        1.0,
-        a.as_ref(),
-        b.as_ref(),
-        0.0,
-        c.as_mut(),
-        Parallelism::Sequential,
-    )
-    .unwrap_err();
+    let err = shape_error(&a, &b, &mut c);
     assert!(matches!(err, Error::ShapeMismatch { operand: "c", .. }));
 }
 

@@ -11,7 +11,8 @@ pub use strided::Strided;
 #[allow(unused_imports)]
 pub use tolerance::*;
 
-use densegrad::Matrix;
+use densegrad::layer::{Dense, Init, Loss, Sequential};
+use densegrad::{Activation, Error, Matrix};
 use proptest::prelude::*;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
@@ -111,14 +112,11 @@ impl Strided {
     }
 }
 
-/// Layouts valid for an input view.
+/// Layouts valid for an input view: the output layouts and, one time in 8,
+/// [`Layout::BroadcastRow`].
 pub fn input_layout() -> impl Strategy<Value = Layout> {
     prop_oneof![
-        3 => Just(Layout::RowMajor { pad: 0 }),
-        1 => (1usize..4).prop_map(|pad| Layout::RowMajor { pad }),
-        1 => (0usize..3).prop_map(|pad| Layout::ColMajor { pad }),
-        1 => (0usize..3).prop_map(|pad| Layout::ReversedRows { pad }),
-        1 => Just(Layout::ReversedGappedCols),
+        7 => output_layout(),
         1 => Just(Layout::BroadcastRow),
     ]
 }
@@ -180,4 +178,35 @@ pub fn assert_close(what: &str, i: usize, j: usize, actual: f32, expected: f64, 
 /// Returns a `rows × cols` matrix of values drawn uniformly from [−1, 1).
 pub fn random_matrix(rng: &mut ChaCha8Rng, rows: usize, cols: usize) -> Matrix {
     Matrix::from_fn(rows, cols, |_, _| rng.random_range(-1.0..1.0))
+}
+
+/// Builds a network `widths[0] → widths[1] → …` with `hidden` between layers, the output
+/// activation that `loss` needs, and weights that `init` draws from `rng`.
+pub fn build_network(
+    widths: &[usize],
+    hidden: Activation,
+    loss: Loss,
+    init: Init,
+    rng: &mut ChaCha8Rng,
+) -> Sequential {
+    let last = widths.len() - 2;
+    let layers = (0..=last)
+        .map(|l| {
+            let activation = if l == last {
+                loss.output_activation()
+            } else {
+                hidden
+            };
+            Dense::new(widths[l], widths[l + 1], activation, init, rng).unwrap()
+        })
+        .collect();
+    Sequential::new(layers, loss).unwrap()
+}
+
+/// Asserts that `err` is [`Error::InvalidArgument`] naming `operand`.
+pub fn assert_invalid_argument(err: &Error, operand: &str) {
+    assert!(
+        matches!(err, Error::InvalidArgument { operand: o, .. } if *o == operand),
+        "expected an invalid `{operand}`, got {err}"
+    );
 }
