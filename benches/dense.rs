@@ -63,7 +63,7 @@ impl Impl {
     }
 }
 
-/// `c ← a·b` through `imp`, with `c` a row-major `a.rows × b.cols` buffer.
+/// Computes `c ← a·b` through `imp`, with `c` a row-major `a.rows × b.cols` buffer.
 fn multiply(imp: Impl, threads: usize, a: View, b: View, c: &mut [f32]) {
     match imp {
         Impl::Densegrad => densegrad_product(a, b, c, parallelism(threads)),

@@ -44,7 +44,7 @@ impl<'a> View<'a> {
     ///
     /// # Panics
     ///
-    /// If `data` does not have `rows · cols` elements.
+    /// Panics if `data` does not have `rows · cols` elements.
     pub fn row_major(data: &'a [f32], rows: usize, cols: usize) -> View<'a> {
         assert_eq!(data.len(), rows * cols, "row-major view of {rows} × {cols}");
         View {
@@ -165,15 +165,16 @@ fn product_dims(a: View, b: View, c: &[f32]) -> (usize, usize, usize) {
     (a.rows, a.cols, b.cols)
 }
 
-/// `c ← a·b` with `densegrad::gemm`; `c` is a row-major `a.rows × b.cols` buffer.
+/// Computes `c ← a·b` with `densegrad::gemm`, where `c` is a row-major `a.rows × b.cols`
+/// buffer. The other products below take `c` in the same form.
 pub fn densegrad_product(a: View, b: View, c: &mut [f32], par: Parallelism) {
     let (m, _, n) = product_dims(a, b, c);
     let c = MatMut::from_slice(c, m, n).unwrap();
     densegrad::gemm(1.0, a.mat_ref(), b.mat_ref(), 0.0, c, par).unwrap();
 }
 
-/// `c ← a·b` with `matrixmultiply::sgemm`, which runs on one thread here because the crate is
-/// built without its `threading` feature.
+/// Computes `c ← a·b` with `matrixmultiply::sgemm`, which runs on one thread here because the
+/// crate is built without its `threading` feature.
 pub fn matrixmultiply_product(a: View, b: View, c: &mut [f32]) {
     let (m, k, n) = product_dims(a, b, c);
     // SAFETY: `View`'s constructors keep every element of `a` and `b` inside their slices,
@@ -198,7 +199,7 @@ pub fn matrixmultiply_product(a: View, b: View, c: &mut [f32]) {
     }
 }
 
-/// `c ← a·b` with `gemm::gemm` (the `gemm` crate) on `threads` threads.
+/// Computes `c ← a·b` with `gemm::gemm` (the `gemm` crate) on `threads` threads.
 pub fn gemm_product(a: View, b: View, c: &mut [f32], threads: usize) {
     let (m, k, n) = product_dims(a, b, c);
     let parallelism = if threads == 1 {
@@ -207,7 +208,7 @@ pub fn gemm_product(a: View, b: View, c: &mut [f32], threads: usize) {
         gemm::Parallelism::Rayon(threads)
     };
     // SAFETY: as for `matrixmultiply_product`. gemm computes `dst = α·dst + β·lhs·rhs` and
-    // takes column strides before row strides; `read_dst = false` ignores the old C.
+    // takes column strides before row strides, and `read_dst = false` ignores the old C.
     unsafe {
         gemm::gemm(
             m,
@@ -233,7 +234,7 @@ pub fn gemm_product(a: View, b: View, c: &mut [f32], threads: usize) {
     }
 }
 
-/// `c ← a·b` with faer's `matmul` on `threads` threads.
+/// Computes `c ← a·b` with faer's `matmul` on `threads` threads.
 pub fn faer_product(a: View, b: View, c: &mut [f32], threads: usize) {
     let (m, k, n) = product_dims(a, b, c);
     let par = if threads == 1 {
