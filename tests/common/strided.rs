@@ -62,7 +62,8 @@ impl Strided {
     pub fn index(&self, i: usize, j: usize) -> usize {
         let index =
             self.offset as isize + i as isize * self.row_stride + j as isize * self.col_stride;
-        usize::try_from(index).expect("element (i, j) lies inside the buffer")
+        usize::try_from(index)
+            .unwrap_or_else(|_| panic!("element ({i}, {j}) is at negative index {index}"))
     }
 
     /// Returns, for each element of `data`, whether the view addresses it.
