@@ -27,8 +27,11 @@ use criterion::measurement::WallTime;
 use criterion::{
     BenchmarkGroup, Criterion, SamplingMode, Throughput, criterion_group, criterion_main,
 };
-use densegrad::{
-    Activation, DenseGrads, GradMode, MatMut, MatRef, Parallelism, dense_backward, dense_forward,
+use densegrad::{Activation, DenseGrads, GradMode, MatMut, MatRef, dense_backward, dense_forward};
+
+mod gemm_common;
+use gemm_common::{
+    View, densegrad_product, faer_product, gemm_product, matrixmultiply_product, parallelism,
 };
 
 /// Layers as (n_in, n_out).
@@ -60,148 +63,13 @@ impl Impl {
     }
 }
 
-/// A strided `rows × cols` view: element (i, j) at `ptr + i·row_stride + j·col_stride`.
-#[derive(Clone, Copy)]
-struct View {
-    ptr: *const f32,
-    rows: usize,
-    cols: usize,
-    row_stride: isize,
-    col_stride: isize,
-}
-
-impl View {
-    fn row_major(data: &[f32], rows: usize, cols: usize) -> View {
-        assert_eq!(data.len(), rows * cols);
-        View {
-            ptr: data.as_ptr(),
-            rows,
-            cols,
-            row_stride: cols as isize,
-            col_stride: 1,
-        }
-    }
-
-    fn t(self) -> View {
-        View {
-            rows: self.cols,
-            cols: self.rows,
-            row_stride: self.col_stride,
-            col_stride: self.row_stride,
-            ..self
-        }
-    }
-}
-
-/// `c ← a·b` with `c` a row-major `a.rows × b.cols` buffer.
-///
-/// # Safety
-///
-/// `a` and `b` describe views inside live buffers, and `c` has `a.rows · b.cols` elements.
-unsafe fn multiply(imp: Impl, threads: usize, a: View, b: View, c: &mut [f32]) {
-    let (m, k, n) = (a.rows, a.cols, b.cols);
+/// Computes `c ← a·b` through `imp`, with `c` a row-major `a.rows × b.cols` buffer.
+fn multiply(imp: Impl, threads: usize, a: View, b: View, c: &mut [f32]) {
     match imp {
-        Impl::Densegrad => {
-            let par = parallelism(threads);
-            // SAFETY: the caller's contract; the views are read only while borrowed.
-            let (a, b) = unsafe {
-                (
-                    MatRef::from_strided(
-                        std::slice::from_raw_parts(a.ptr, m * k),
-                        0,
-                        m,
-                        k,
-                        a.row_stride,
-                        a.col_stride,
-                    ),
-                    MatRef::from_strided(
-                        std::slice::from_raw_parts(b.ptr, k * n),
-                        0,
-                        k,
-                        n,
-                        b.row_stride,
-                        b.col_stride,
-                    ),
-                )
-            };
-            let c = MatMut::from_slice(c, m, n).unwrap();
-            densegrad::gemm(1.0, a.unwrap(), b.unwrap(), 0.0, c, par).unwrap();
-        }
-        // SAFETY: the caller's contract.
-        Impl::MatrixMultiply => unsafe {
-            matrixmultiply::sgemm(
-                m,
-                k,
-                n,
-                1.0,
-                a.ptr,
-                a.row_stride,
-                a.col_stride,
-                b.ptr,
-                b.row_stride,
-                b.col_stride,
-                0.0,
-                c.as_mut_ptr(),
-                n as isize,
-                1,
-            )
-        },
-        Impl::Gemm => {
-            let par = if threads == 1 {
-                gemm::Parallelism::None
-            } else {
-                gemm::Parallelism::Rayon(threads)
-            };
-            // SAFETY: the caller's contract. gemm takes column strides before row strides;
-            // `read_dst = false` ignores the old C.
-            unsafe {
-                gemm::gemm(
-                    m,
-                    n,
-                    k,
-                    c.as_mut_ptr(),
-                    1,
-                    n as isize,
-                    false,
-                    a.ptr,
-                    a.col_stride,
-                    a.row_stride,
-                    b.ptr,
-                    b.col_stride,
-                    b.row_stride,
-                    0.0,
-                    1.0,
-                    false,
-                    false,
-                    false,
-                    par,
-                )
-            }
-        }
-        Impl::Faer => {
-            let par = if threads == 1 {
-                faer::Par::Seq
-            } else {
-                faer::Par::rayon(threads)
-            };
-            // SAFETY: the caller's contract.
-            let (a, b) = unsafe {
-                (
-                    faer::MatRef::from_raw_parts(a.ptr, m, k, a.row_stride, a.col_stride),
-                    faer::MatRef::from_raw_parts(b.ptr, k, n, b.row_stride, b.col_stride),
-                )
-            };
-            let c = faer::MatMut::from_row_major_slice_mut(c, m, n);
-            faer::linalg::matmul::matmul(c, faer::Accum::Replace, a, b, 1.0, par);
-        }
-    }
-}
-
-fn parallelism(threads: usize) -> Parallelism {
-    if threads == 1 {
-        Parallelism::Sequential
-    } else {
-        Parallelism::Rayon(threads)
+        Impl::Densegrad => densegrad_product(a, b, c, parallelism(threads)),
+        Impl::MatrixMultiply => matrixmultiply_product(a, b, c),
+        Impl::Gemm => gemm_product(a, b, c, threads),
+        Impl::Faer => faer_product(a, b, c, threads),
     }
 }
 
@@ -271,12 +139,8 @@ impl Layer {
         let delta = View::row_major(&self.delta, m, n_out);
         let x = View::row_major(&self.x, m, n_in);
         let w = View::row_major(&self.w, n_out, n_in);
-        // SAFETY: the views lie inside the layer's buffers, and the outputs have the
-        // products' sizes.
-        unsafe {
-            multiply(imp, threads, delta.t(), x, &mut self.grad_w);
-            multiply(imp, threads, delta, w, &mut self.input_delta);
-        }
+        multiply(imp, threads, delta.t(), x, &mut self.grad_w);
+        multiply(imp, threads, delta, w, &mut self.input_delta);
         Activation::Relu
             .backward(
                 MatRef::from_slice(&self.x, m, n_in).unwrap(),
@@ -308,8 +172,7 @@ impl Layer {
         let (m, n_in, n_out) = (self.m, self.n_in, self.n_out);
         let x = View::row_major(&self.x, m, n_in);
         let w = View::row_major(&self.w, n_out, n_in);
-        // SAFETY: as for `composite_backward`.
-        unsafe { multiply(imp, threads, x, w.t(), &mut self.out) };
+        multiply(imp, threads, x, w.t(), &mut self.out);
         for row in self.out.chunks_exact_mut(n_out) {
             for (z, &b) in row.iter_mut().zip(&self.bias) {
                 *z = (*z + b).max(0.0);

@@ -21,42 +21,6 @@ fn activation() -> impl Strategy<Value = Activation> {
     prop::sample::select(ALL.to_vec())
 }
 
-/// Tolerance of `f(z)_j` against the oracle's `expected`, given the row `z`.
-fn forward_tolerance(activation: Activation, expected: f64, z: &[f64], j: usize) -> f64 {
-    let cols = z.len();
-    match activation {
-        // Selections and one multiplication are correctly rounded, so they match exactly.
-        Activation::Identity | Activation::Relu | Activation::LeakyRelu { .. } => 0.0,
-        Activation::Sigmoid | Activation::Tanh => 8.0 * EPS * expected.abs() + SUBNORMAL_SLACK,
-        // Each probability divides by a sum of `cols` terms. Rounding `z_j − max` in f32
-        // costs up to |z_j − max|·ε of relative error after exponentiation.
-        Activation::Softmax => {
-            let max = z.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-            (8.0 + cols as f64 + (z[j] - max).abs()) * EPS * expected.abs() + SUBNORMAL_SLACK
-        }
-    }
-}
-
-/// Tolerance of `delta ∘ f'(a)` at (i, j), given the row's outputs `a` and deltas `d`.
-fn backward_tolerance(
-    activation: Activation,
-    expected: f64,
-    a: &[f64],
-    d: &[f64],
-    j: usize,
-) -> f64 {
-    match activation {
-        Activation::Identity | Activation::Relu | Activation::LeakyRelu { .. } => 0.0,
-        Activation::Sigmoid | Activation::Tanh => 8.0 * EPS * expected.abs() + SUBNORMAL_SLACK,
-        Activation::Softmax => {
-            // a_j (d_j − Σ_k d_k a_k): the dot product's error grows with the row length.
-            let dot_magnitude: f64 = a.iter().zip(d).map(|(a, d)| (a * d).abs()).sum();
-            let cols = a.len() as f64;
-            4.0 * EPS * a[j].abs() * (d[j].abs() + (cols + 4.0) * dot_magnitude) + SUBNORMAL_SLACK
-        }
-    }
-}
-
 fn forward_case() -> impl Strategy<Value = (Activation, Matrix, Layout, Layout)> {
     (activation(), shape(), input_layout(), output_layout()).prop_flat_map(
         |(activation, (rows, cols), input, output)| {
@@ -85,7 +49,7 @@ proptest! {
         let actual = out.view().to_matrix();
         let z_values = z.view().to_matrix();
         for i in 0..rows {
-            let z_row: Vec<f64> = (0..cols).map(|j| f64::from(z_values.get(i, j).unwrap())).collect();
+            let z_row = row_f64(&z_values, i);
             for j in 0..cols {
                 let e = f64::from(expected.get(i, j).unwrap());
                 let a = actual.get(i, j).unwrap();
@@ -128,8 +92,7 @@ proptest! {
         let actual_values = actual.view().to_matrix();
         let a_values = a.view().to_matrix();
         for i in 0..delta.rows() {
-            let a_row: Vec<f64> = (0..delta.cols()).map(|j| f64::from(a_values.get(i, j).unwrap())).collect();
-            let d_row: Vec<f64> = (0..delta.cols()).map(|j| f64::from(delta.get(i, j).unwrap())).collect();
+            let (a_row, d_row) = (row_f64(&a_values, i), row_f64(&delta, i));
             for j in 0..delta.cols() {
                 let e = f64::from(expected.get(i, j).unwrap());
                 let tolerance = backward_tolerance(activation, e, &a_row, &d_row, j);
@@ -259,27 +222,9 @@ fn leaky_relu_nan_slope_rejected() {
     let mut out = Matrix::zeros(1, 1);
     let slope = Activation::LeakyRelu { slope: f32::NAN };
     let err = slope.forward(z.as_ref(), out.as_mut()).unwrap_err();
-    assert!(
-        matches!(
-            err,
-            Error::InvalidArgument {
-                operand: "slope",
-                ..
-            }
-        ),
-        "{err}"
-    );
+    assert_invalid_argument(&err, "slope");
     let err = slope.backward(z.as_ref(), out.as_mut()).unwrap_err();
-    assert!(
-        matches!(
-            err,
-            Error::InvalidArgument {
-                operand: "slope",
-                ..
-            }
-        ),
-        "{err}"
-    );
+    assert_invalid_argument(&err, "slope");
 }
 
 #[test]

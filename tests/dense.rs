@@ -1,6 +1,9 @@
 //! `dense_forward` and `dense_backward` against the reference on random shapes and strided
 //! views, gradient modes, thread-count independence, and every argument error.
 
+mod common;
+
+use common::{Strided, assert_views_close, random_matrix, row_f64};
 use densegrad::loss::{self, Targets};
 use densegrad::{
     Activation, Arch, BlockSizes, DenseGrads, Error, GradMode, MatMut, MatRef, Matrix, Parallelism,
@@ -30,65 +33,67 @@ const SHAPES: [(usize, usize, usize); 8] = [
     (0, 4, 3),
 ];
 
-fn random(rng: &mut ChaCha8Rng, rows: usize, cols: usize) -> Matrix {
-    Matrix::from_fn(rows, cols, |_, _| rng.random_range(-1.0..1.0))
+/// Lays out `matrix` transposed and padded in a buffer of NaN, so its element (i, j) sits at
+/// `j·(rows + 3) + i + 2`: a column-major layout with a gap.
+fn column_major_padded(matrix: &Matrix) -> Strided {
+    let (rows, cols) = (matrix.rows(), matrix.cols());
+    let mut strided = Strided {
+        data: vec![f32::NAN; 2 + cols * (rows + 3)],
+        offset: 2,
+        rows,
+        cols,
+        row_stride: 1,
+        col_stride: (rows + 3) as isize,
+    };
+    strided.view_mut().copy_from(matrix.as_ref()).unwrap();
+    strided
 }
 
-/// Storage for a `rows × cols` matrix whose view is transposed and padded, so its element
-/// (i, j) sits at `j·(rows + 3) + i + 2`: a column-major layout with a gap.
-struct Strided {
-    data: Vec<f32>,
-    rows: usize,
-    cols: usize,
-}
-
-impl Strided {
-    fn from(matrix: &Matrix) -> Self {
-        let (rows, cols) = (matrix.rows(), matrix.cols());
-        let mut data = vec![f32::NAN; 2 + cols * (rows + 3)];
-        for i in 0..rows {
-            for j in 0..cols {
-                data[j * (rows + 3) + i + 2] = matrix.get(i, j).unwrap();
-            }
-        }
-        Self { data, rows, cols }
-    }
-
-    fn view(&self) -> MatRef<'_> {
-        MatRef::from_strided(
-            &self.data,
-            2,
-            self.rows,
-            self.cols,
-            1,
-            (self.rows + 3) as isize,
-        )
-        .unwrap()
-    }
-
-    fn view_mut(&mut self) -> MatMut<'_> {
-        let stride = (self.rows + 3) as isize;
-        MatMut::from_strided(&mut self.data, 2, self.rows, self.cols, 1, stride).unwrap()
-    }
-}
-
+/// Asserts `|actual − expected| ≤ 4·k·ε·(1 + |expected|)` element-wise, for results of
+/// reductions of length `k`.
 fn assert_close(what: &str, actual: MatRef, expected: MatRef, k: usize) {
-    assert_eq!(actual.shape(), expected.shape(), "{what}: shape");
-    let tolerance = 4.0 * (k.max(1) as f32) * f32::EPSILON;
-    for i in 0..actual.rows() {
-        for j in 0..actual.cols() {
-            let (a, e) = (actual.get(i, j).unwrap(), expected.get(i, j).unwrap());
-            assert!(
-                (a - e).abs() <= tolerance * (1.0 + e.abs()),
-                "{what} ({i}, {j}): got {a}, expected {e}"
-            );
-        }
-    }
+    assert_views_close(
+        what,
+        actual,
+        expected,
+        4.0 * (k.max(1) as f32) * f32::EPSILON,
+    );
+}
+
+/// Runs `dense_backward` in `GradMode::Overwrite` into outputs that start as `start`, and
+/// returns the weight gradient, the bias gradient and `δ_prev`.
+fn backward_overwrite(
+    delta: &Matrix,
+    x: &Matrix,
+    w: &Matrix,
+    input_activation: Activation,
+    start: f32,
+    par: Parallelism,
+) -> (Matrix, Vec<f32>, Matrix) {
+    let (m, n_in, n_out) = (x.rows(), x.cols(), w.rows());
+    let mut grad_w = Matrix::from_fn(n_out, n_in, |_, _| start);
+    let mut grad_b = vec![start; n_out];
+    let mut input_delta = Matrix::from_fn(m, n_in, |_, _| start);
+    dense_backward(
+        delta.as_ref(),
+        x.as_ref(),
+        w.as_ref(),
+        input_activation,
+        DenseGrads {
+            weights: grad_w.as_mut(),
+            bias: &mut grad_b,
+            mode: GradMode::Overwrite,
+        },
+        Some(input_delta.as_mut()),
+        par,
+    )
+    .unwrap();
+    (grad_w, grad_b, input_delta)
 }
 
 /// Input of a layer whose activation below is `activation`: its output on random logits.
 fn layer_input(rng: &mut ChaCha8Rng, activation: Activation, m: usize, n_in: usize) -> Matrix {
-    let z = random(rng, m, n_in);
+    let z = random_matrix(rng, m, n_in);
     let mut x = Matrix::zeros(m, n_in);
     reference::activation_forward(activation, z.as_ref(), x.as_mut()).unwrap();
     x
@@ -99,8 +104,8 @@ fn forward_matches_reference() {
     let mut rng = ChaCha8Rng::seed_from_u64(1);
     for (m, n_in, n_out) in SHAPES {
         for activation in ACTIVATIONS {
-            let x = random(&mut rng, m, n_in);
-            let w = random(&mut rng, n_out, n_in);
+            let x = random_matrix(&mut rng, m, n_in);
+            let w = random_matrix(&mut rng, n_out, n_in);
             let bias: Vec<f32> = (0..n_out).map(|_| rng.random_range(-1.0..1.0)).collect();
             let mut expected = Matrix::zeros(m, n_out);
             reference::dense_forward(x.as_ref(), w.as_ref(), &bias, activation, expected.as_mut())
@@ -122,7 +127,7 @@ fn forward_matches_reference() {
             // Strided input and output, and the weights as the transpose of an n_in × n_out
             // matrix.
             let wt = w.as_ref().t().to_matrix();
-            let (x_strided, mut out_strided) = (Strided::from(&x), Strided::from(&out));
+            let (x_strided, mut out_strided) = (column_major_padded(&x), column_major_padded(&out));
             dense_forward(
                 x_strided.view(),
                 wt.as_ref().t(),
@@ -145,31 +150,17 @@ fn backward_matches_reference() {
         for input_activation in &ACTIVATIONS[..5] {
             let input_activation = *input_activation;
             let x = layer_input(&mut rng, input_activation, m, n_in);
-            let w = random(&mut rng, n_out, n_in);
-            let delta = random(&mut rng, m, n_out);
+            let w = random_matrix(&mut rng, n_out, n_in);
+            let delta = random_matrix(&mut rng, m, n_out);
             let expected =
                 reference::dense_backward(x.as_ref(), w.as_ref(), delta.as_ref(), input_activation)
                     .unwrap();
             let what = format!("{m}×{n_in}→{n_out} {input_activation:?}");
 
             // Contiguous operands; Overwrite must ignore the NaN the outputs start with.
-            let mut grad_w = Matrix::from_fn(n_out, n_in, |_, _| f32::NAN);
-            let mut grad_b = vec![f32::NAN; n_out];
-            let mut input_delta = Matrix::from_fn(m, n_in, |_, _| f32::NAN);
-            dense_backward(
-                delta.as_ref(),
-                x.as_ref(),
-                w.as_ref(),
-                input_activation,
-                DenseGrads {
-                    weights: grad_w.as_mut(),
-                    bias: &mut grad_b,
-                    mode: GradMode::Overwrite,
-                },
-                Some(input_delta.as_mut()),
-                Parallelism::Sequential,
-            )
-            .unwrap();
+            let par = Parallelism::Sequential;
+            let (grad_w, grad_b, input_delta) =
+                backward_overwrite(&delta, &x, &w, input_activation, f32::NAN, par);
             let grad_b = Matrix::from_vec(grad_b, 1, n_out).unwrap();
             let expected_b = Matrix::from_vec(expected.grad_bias.clone(), 1, n_out).unwrap();
             assert_close(
@@ -192,9 +183,9 @@ fn backward_matches_reference() {
             );
 
             // Strided operands, transposed weights, no input_delta.
-            let (delta_s, x_s) = (Strided::from(&delta), Strided::from(&x));
+            let (delta_s, x_s) = (column_major_padded(&delta), column_major_padded(&x));
             let wt = w.as_ref().t().to_matrix();
-            let mut grad_w_s = Strided::from(&Matrix::zeros(n_out, n_in));
+            let mut grad_w_s = column_major_padded(&Matrix::zeros(n_out, n_in));
             let mut grad_b_s = vec![0.0; n_out];
             dense_backward(
                 delta_s.view(),
@@ -220,14 +211,14 @@ fn backward_matches_reference() {
 fn backward_accumulate_adds() {
     let mut rng = ChaCha8Rng::seed_from_u64(3);
     let (m, n_in, n_out) = (9, 7, 5);
-    let x = random(&mut rng, m, n_in);
-    let w = random(&mut rng, n_out, n_in);
-    let delta = random(&mut rng, m, n_out);
+    let x = random_matrix(&mut rng, m, n_in);
+    let w = random_matrix(&mut rng, n_out, n_in);
+    let delta = random_matrix(&mut rng, m, n_out);
     let expected =
         reference::dense_backward(x.as_ref(), w.as_ref(), delta.as_ref(), Activation::Identity)
             .unwrap();
 
-    let start = random(&mut rng, n_out, n_in);
+    let start = random_matrix(&mut rng, n_out, n_in);
     let start_bias: Vec<f32> = (0..n_out).map(|o| o as f32).collect();
     let (mut grad_w, mut grad_b) = (start.clone(), start_bias.clone());
     dense_backward(
@@ -265,7 +256,7 @@ fn run_in_pool(threads: usize, x: &Matrix, w: &Matrix, delta: &Matrix) -> Vec<Ve
         .build()
         .unwrap();
     pool.install(|| {
-        let (m, n_in, n_out) = (x.rows(), x.cols(), w.rows());
+        let (m, n_out) = (x.rows(), w.rows());
         let bias = vec![0.1; n_out];
         let mut out = Matrix::zeros(m, n_out);
         let par = Parallelism::Rayon(0);
@@ -278,23 +269,8 @@ fn run_in_pool(threads: usize, x: &Matrix, w: &Matrix, delta: &Matrix) -> Vec<Ve
             par,
         )
         .unwrap();
-        let (mut grad_w, mut grad_b) = (Matrix::zeros(n_out, n_in), vec![0.0; n_out]);
-        let mut input_delta = Matrix::zeros(m, n_in);
-        let grads = DenseGrads {
-            weights: grad_w.as_mut(),
-            bias: &mut grad_b,
-            mode: GradMode::Overwrite,
-        };
-        dense_backward(
-            delta.as_ref(),
-            x.as_ref(),
-            w.as_ref(),
-            Activation::Sigmoid,
-            grads,
-            Some(input_delta.as_mut()),
-            par,
-        )
-        .unwrap();
+        let (grad_w, grad_b, input_delta) =
+            backward_overwrite(delta, x, w, Activation::Sigmoid, 0.0, par);
         vec![
             out.into_vec(),
             grad_w.into_vec(),
@@ -311,8 +287,8 @@ fn results_thread_count_independent() {
     // and the third spans two sample blocks, which run as chunks with partial gradients.
     for (m, n_in, n_out) in [(67, 97, 61), (700, 257, 130), (1100, 257, 130)] {
         let x = Matrix::from_fn(m, n_in, |_, _| rng.random_range(0.0..1.0));
-        let w = random(&mut rng, n_out, n_in);
-        let delta = random(&mut rng, m, n_out);
+        let w = random_matrix(&mut rng, n_out, n_in);
+        let delta = random_matrix(&mut rng, m, n_out);
 
         let one = run_in_pool(1, &x, &w, &delta);
         for threads in [2, 3, 8] {
@@ -350,8 +326,8 @@ fn edge_shapes(arch: Arch) -> Vec<(usize, usize, usize)> {
 /// column-major padded views.
 fn check_forward(arch: Arch, rng: &mut ChaCha8Rng, shape: (usize, usize, usize)) {
     let (m, n_in, n_out) = shape;
-    let x = random(rng, m, n_in);
-    let w = random(rng, n_out, n_in);
+    let x = random_matrix(rng, m, n_in);
+    let w = random_matrix(rng, n_out, n_in);
     let bias: Vec<f32> = (0..n_out).map(|_| rng.random_range(-1.0..1.0)).collect();
     for activation in ACTIVATIONS {
         let mut expected = Matrix::zeros(m, n_out);
@@ -373,7 +349,7 @@ fn check_forward(arch: Arch, rng: &mut ChaCha8Rng, shape: (usize, usize, usize))
         .unwrap();
         assert_close(&what, out.as_ref(), expected.as_ref(), n_in);
 
-        let (x_strided, mut out_strided) = (Strided::from(&x), Strided::from(&out));
+        let (x_strided, mut out_strided) = (column_major_padded(&x), column_major_padded(&out));
         dense_forward_with_arch(
             arch,
             x_strided.view(),
@@ -396,20 +372,20 @@ fn check_backward(arch: Arch, rng: &mut ChaCha8Rng, shape: (usize, usize, usize)
     for input_activation in &ACTIVATIONS[..5] {
         let input_activation = *input_activation;
         let x = layer_input(rng, input_activation, m, n_in);
-        let w = random(rng, n_out, n_in);
-        let delta = random(rng, m, n_out);
+        let w = random_matrix(rng, n_out, n_in);
+        let delta = random_matrix(rng, m, n_out);
         let expected =
             reference::dense_backward(x.as_ref(), w.as_ref(), delta.as_ref(), input_activation)
                 .unwrap();
         let what = format!("{arch:?} {m}×{n_in}→{n_out} {input_activation:?}");
 
         for (mode, start) in [(GradMode::Overwrite, f32::NAN), (GradMode::Accumulate, 0.5)] {
-            let (delta_s, x_s) = (Strided::from(&delta), Strided::from(&x));
+            let (delta_s, x_s) = (column_major_padded(&delta), column_major_padded(&x));
             // A column-major, padded weight gradient, so partial gradients are added
             // through strides.
-            let mut grad_w = Strided::from(&Matrix::from_fn(n_out, n_in, |_, _| start));
+            let mut grad_w = column_major_padded(&Matrix::from_fn(n_out, n_in, |_, _| start));
             let mut grad_b = vec![start; n_out];
-            let mut input_delta = Strided::from(&Matrix::from_fn(m, n_in, |_, _| f32::NAN));
+            let mut input_delta = column_major_padded(&Matrix::from_fn(m, n_in, |_, _| f32::NAN));
             dense_backward_with_arch(
                 arch,
                 delta_s.view(),
@@ -515,12 +491,12 @@ impl Network {
 fn gradients_match_finite_differences() {
     let mut rng = ChaCha8Rng::seed_from_u64(6);
     let m = 3;
-    let x = random(&mut rng, m, NETWORK_SIZES[0]);
+    let x = random_matrix(&mut rng, m, NETWORK_SIZES[0]);
     let classes = [2, 0, 3];
     let mut layers = Vec::new();
     for pair in NETWORK_SIZES.windows(2) {
         let bias = (0..pair[1]).map(|_| rng.random_range(-0.5..0.5)).collect();
-        layers.push((random(&mut rng, pair[1], pair[0]), bias));
+        layers.push((random_matrix(&mut rng, pair[1], pair[0]), bias));
     }
     let network = Network { layers };
 
@@ -532,28 +508,14 @@ fn gradients_match_finite_differences() {
     let mut analytic = vec![Vec::new(); 3];
     for l in (0..3).rev() {
         let (w, _) = &network.layers[l];
-        let (n_out, n_in) = (w.rows(), w.cols());
-        let (mut grad_w, mut grad_b) = (Matrix::zeros(n_out, n_in), vec![0.0; n_out]);
-        let mut input_delta = Matrix::zeros(m, n_in);
         let input_activation = if l == 0 {
             Activation::Identity
         } else {
             HIDDEN[l - 1]
         };
-        dense_backward(
-            delta.as_ref(),
-            inputs[l].as_ref(),
-            w.as_ref(),
-            input_activation,
-            DenseGrads {
-                weights: grad_w.as_mut(),
-                bias: &mut grad_b,
-                mode: GradMode::Overwrite,
-            },
-            Some(input_delta.as_mut()),
-            Parallelism::Sequential,
-        )
-        .unwrap();
+        let par = Parallelism::Sequential;
+        let (grad_w, grad_b, input_delta) =
+            backward_overwrite(&delta, &inputs[l], w, input_activation, 0.0, par);
         analytic[l] = grad_w.into_vec();
         analytic[l].extend(grad_b);
         delta = input_delta;
@@ -565,9 +527,7 @@ fn gradients_match_finite_differences() {
         let (_, logits) = Network::from_parameters(values).forward(&x);
         let mut total = 0.0;
         for (i, &class) in classes.iter().enumerate() {
-            let row: Vec<f64> = (0..logits.cols())
-                .map(|j| f64::from(logits.get(i, j).unwrap()))
-                .collect();
+            let row = row_f64(&logits, i);
             let max = row.iter().copied().fold(f64::NEG_INFINITY, f64::max);
             let log_sum = row.iter().map(|z| (z - max).exp()).sum::<f64>().ln() + max;
             total += log_sum - row[class];

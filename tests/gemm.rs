@@ -2,6 +2,9 @@
 //! shapes, sizes around every tile and block edge, transposes, strides, α and β, BLAS
 //! special cases, threads, and shape errors.
 
+mod common;
+
+use common::Strided;
 use densegrad::{
     Arch, BlockSizes, Error, MatMut, MatRef, Matrix, PARALLEL_MIN_FLOPS, Packing, Parallelism,
     Shape, gemm, gemm_with_arch, gemm_with_options, reference,
@@ -55,103 +58,54 @@ const INPUT_LAYOUTS: [Layout; 5] = [
     Layout::BroadcastRows,
 ];
 
-/// An input operand: its slice and the view's offset and strides.
-struct Input {
-    data: Vec<f32>,
-    offset: usize,
-    rows: usize,
-    cols: usize,
-    row_stride: isize,
-    col_stride: isize,
-}
-
-impl Input {
-    fn new(rng: &mut Rng, rows: usize, cols: usize, layout: Layout) -> Input {
-        let (len, offset, row_stride, col_stride) = match layout {
-            Layout::RowMajor => (rows * cols, 0, cols as isize, 1),
-            Layout::ColMajor => (rows * cols, 0, 1, rows.max(1) as isize),
-            Layout::Padded => {
-                let stride = cols + 3;
-                (5 + rows * stride, 5, stride as isize, 1)
-            }
-            Layout::Negative => {
-                let stride = 2 * cols + 1;
-                let len = rows * stride + 1;
-                let last = (rows.max(1) - 1) * stride + 2 * (cols.max(1) - 1);
-                (len, last, -(stride as isize), -2)
-            }
-            Layout::BroadcastRows => (cols + 2, 1, 0, 1),
-        };
-        let data = (0..len).map(|_| rng.value()).collect();
-        Input {
-            data,
-            offset: if rows == 0 || cols == 0 { 0 } else { offset },
-            rows,
-            cols,
-            row_stride,
-            col_stride,
+/// Lays out a `rows × cols` input operand of random values as `layout` describes.
+fn input(rng: &mut Rng, rows: usize, cols: usize, layout: Layout) -> Strided {
+    let (len, offset, row_stride, col_stride) = match layout {
+        Layout::RowMajor => (rows * cols, 0, cols as isize, 1),
+        Layout::ColMajor => (rows * cols, 0, 1, rows.max(1) as isize),
+        Layout::Padded => {
+            let stride = cols + 3;
+            (5 + rows * stride, 5, stride as isize, 1)
         }
-    }
-
-    fn view(&self) -> MatRef<'_> {
-        MatRef::from_strided(
-            &self.data,
-            self.offset,
-            self.rows,
-            self.cols,
-            self.row_stride,
-            self.col_stride,
-        )
-        .expect("test layouts stay inside their slice")
-    }
-}
-
-/// An output operand: row-major, column-major or padded mid-slice, filled with values.
-struct Output {
-    data: Vec<f32>,
-    offset: usize,
-    rows: usize,
-    cols: usize,
-    row_stride: isize,
-    col_stride: isize,
-}
-
-impl Output {
-    fn new(rows: usize, cols: usize, variant: usize, fill: impl FnMut(usize) -> f32) -> Output {
-        let (len, offset, row_stride, col_stride) = match variant % 4 {
-            0 => (rows * cols, 0, cols as isize, 1),
-            1 => (rows * cols, 0, 1, rows.max(1) as isize),
-            2 => (7 + rows * (cols + 2), 7, (cols + 2) as isize, 1),
-            _ => {
-                // Column-major with padded columns, rows reversed.
-                let stride = rows + 1;
-                (cols * stride + 1, rows.max(1) - 1, -1, stride as isize)
-            }
-        };
-        Output {
-            data: (0..len).map(fill).collect(),
-            offset: if rows == 0 || cols == 0 { 0 } else { offset },
-            rows,
-            cols,
-            row_stride,
-            col_stride,
+        Layout::Negative => {
+            let stride = 2 * cols + 1;
+            let len = rows * stride + 1;
+            let last = (rows.max(1) - 1) * stride + 2 * (cols.max(1) - 1);
+            (len, last, -(stride as isize), -2)
         }
+        Layout::BroadcastRows => (cols + 2, 1, 0, 1),
+    };
+    let data = (0..len).map(|_| rng.value()).collect();
+    Strided {
+        data,
+        offset: if rows == 0 || cols == 0 { 0 } else { offset },
+        rows,
+        cols,
+        row_stride,
+        col_stride,
     }
+}
 
-    fn view(&mut self) -> MatMut<'_> {
-        MatMut::from_strided(
-            &mut self.data,
-            self.offset,
-            self.rows,
-            self.cols,
-            self.row_stride,
-            self.col_stride,
-        )
-        .expect("test layouts stay inside their slice")
-    }
-
-    fn snapshot(&mut self) -> Matrix {
-        self.view().as_ref().to_matrix()
+/// Lays out a `rows × cols` output operand, row-major, column-major or padded mid-slice as
+/// `variant` selects, and fills its slice with values.
+fn output(rows: usize, cols: usize, variant: usize, fill: impl FnMut(usize) -> f32) -> Strided {
+    let (len, offset, row_stride, col_stride) = match variant % 4 {
+        0 => (rows * cols, 0, cols as isize, 1),
+        1 => (rows * cols, 0, 1, rows.max(1) as isize),
+        2 => (7 + rows * (cols + 2), 7, (cols + 2) as isize, 1),
+        _ => {
+            // Column-major with padded columns, rows reversed.
+            let stride = rows + 1;
+            (cols * stride + 1, rows.max(1) - 1, -1, stride as isize)
+        }
+    };
+    Strided {
+        data: (0..len).map(fill).collect(),
+        offset: if rows == 0 || cols == 0 { 0 } else { offset },
+        rows,
+        cols,
+        row_stride,
+        col_stride,
     }
 }
 
@@ -234,16 +188,16 @@ impl Case {
 
     /// Runs the case on `arch` and compares with the reference.
     fn check(self, (arch, packing): (Arch, Packing), rng: &mut Rng) {
-        let a = Input::new(rng, self.m, self.k, self.a_layout);
-        let b = Input::new(rng, self.k, self.n, self.b_layout);
+        let a = input(rng, self.m, self.k, self.a_layout);
+        let b = input(rng, self.k, self.n, self.b_layout);
         let c_values: Vec<f32> = (0..self.m * self.n + 64).map(|_| rng.value()).collect();
-        let mut c = Output::new(self.m, self.n, self.c_variant, |index| {
+        let mut c = output(self.m, self.n, self.c_variant, |index| {
             c_values[index % c_values.len()]
         });
-        let mut expected = Output::new(self.m, self.n, self.c_variant, |index| {
+        let mut expected = output(self.m, self.n, self.c_variant, |index| {
             c_values[index % c_values.len()]
         });
-        let c_before = c.snapshot();
+        let c_before = c.view().to_matrix();
 
         gemm_with_options(
             arch,
@@ -252,18 +206,24 @@ impl Case {
             a.view(),
             b.view(),
             self.beta,
-            c.view(),
+            c.view_mut(),
             self.par,
         )
         .expect("shapes match");
-        reference::gemm(self.alpha, a.view(), b.view(), self.beta, expected.view())
-            .expect("shapes match");
+        reference::gemm(
+            self.alpha,
+            a.view(),
+            b.view(),
+            self.beta,
+            expected.view_mut(),
+        )
+        .expect("shapes match");
 
         let context = format!("{arch:?} {packing:?} {self:?}");
         assert_close(
             &context,
-            &c.snapshot(),
-            &expected.snapshot(),
+            &c.view().to_matrix(),
+            &expected.view().to_matrix(),
             a.view(),
             b.view(),
             self.alpha,
@@ -271,14 +231,7 @@ impl Case {
             &c_before,
         );
         // Elements of the slice outside the view are untouched.
-        let mut in_view = vec![false; c.data.len()];
-        for i in 0..self.m {
-            for j in 0..self.n {
-                let index =
-                    c.offset as isize + i as isize * c.row_stride + j as isize * c.col_stride;
-                in_view[index as usize] = true;
-            }
-        }
+        let in_view = c.in_view();
         for (index, (got, want)) in c.data.iter().zip(&expected.data).enumerate() {
             if !in_view[index] {
                 assert_eq!(
@@ -564,12 +517,9 @@ fn empty_output_writes_nothing() {
     assert_eq!(data, [9.0; 4]);
 }
 
-#[test]
-fn errors_name_operand_and_shapes() {
-    let a = Matrix::zeros(3, 4);
-    let b = Matrix::zeros(5, 2);
-    let mut c = Matrix::zeros(3, 2);
-    let err = gemm(
+/// Runs `gemm` (α = 1, β = 0) on operands whose shapes do not match, and returns its error.
+fn shape_error(a: &Matrix, b: &Matrix, c: &mut Matrix) -> Error {
+    gemm(
         1.0,
         a.as_ref(),
         b.as_ref(),
@@ -577,7 +527,15 @@ fn errors_name_operand_and_shapes() {
         c.as_mut(),
         Parallelism::Sequential,
     )
-    .unwrap_err();
+    .unwrap_err()
+}
+
+#[test]
+fn errors_name_operand_and_shapes() {
+    let a = Matrix::zeros(3, 4);
+    let b = Matrix::zeros(5, 2);
+    let mut c = Matrix::zeros(3, 2);
+    let err = shape_error(&a, &b, &mut c);
     assert_eq!(
         err,
         Error::ShapeMismatch {
@@ -589,15 +547,7 @@ fn errors_name_operand_and_shapes() {
 
     let b = Matrix::zeros(4, 2);
     let mut c = Matrix::from_fn(2, 3, |_, _| 7.0);
-    let err = gemm(
-        1.0,
-        a.as_ref(),
-        b.as_ref(),
-        0.0,
-        c.as_mut(),
-        Parallelism::Sequential,
-    )
-    .unwrap_err();
+    let err = shape_error(&a, &b, &mut c);
     assert_eq!(
         err,
         Error::ShapeMismatch {
@@ -615,15 +565,7 @@ fn errors_name_operand_and_shapes() {
     // `a` fixes m and k: a wrong `a` shows up as a mismatch of `b` or `c`.
     let a = Matrix::zeros(2, 4);
     let mut c = Matrix::zeros(3, 2);
-    let err = gemm(
-        1.0,
-        a.as_ref(),
-        b.as_ref(),
-        0.0,
-        c.as_mut(),
-        Parallelism::Sequential,
-    )
-    .unwrap_err();
+    let err = shape_error(&a, &b, &mut c);
     assert!(matches!(err, Error::ShapeMismatch { operand: "c", .. }));
 }
 
@@ -632,8 +574,8 @@ fn oracle_matrixmultiply_sample() {
     let mut rng = Rng(99);
     for arch in Arch::supported() {
         for (m, k, n) in [(64, 64, 64), (97, 130, 61), (10, 128, 128), (200, 33, 7)] {
-            let a = Input::new(&mut rng, m, k, Layout::Padded);
-            let b = Input::new(&mut rng, k, n, Layout::ColMajor);
+            let a = input(&mut rng, m, k, Layout::Padded);
+            let b = input(&mut rng, k, n, Layout::ColMajor);
             let c0: Vec<f32> = (0..m * n).map(|_| rng.value()).collect();
             let (alpha, beta) = (1.5, -0.5);
 

@@ -1,8 +1,11 @@
 //! The safe layer API through its public interface: learning, input errors, buffer reuse,
 //! thread-count independence and safetensors round trips.
 
+mod common;
+
 use std::collections::HashMap;
 
+use common::{build_network, random_matrix};
 use densegrad::layer::{
     ARCHITECTURE_KEY, Adam, Dense, Init, Loss, Optimizer, Sequential, Sgd, Targets,
 };
@@ -13,33 +16,10 @@ use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 
 const XOR_X: [f32; 8] = [0.0, 0.0, 0.0, 1.0, 1.0, 0.0, 1.0, 1.0];
 
-fn random_matrix(rng: &mut ChaCha8Rng, rows: usize, cols: usize) -> Matrix {
-    Matrix::from_fn(rows, cols, |_, _| rng.random_range(-1.0..1.0))
-}
-
-/// Builds a network `widths[0] → widths[1] → …` with `hidden` between layers and the output
-/// activation that `loss` needs.
+/// Builds a network `widths[0] → widths[1] → …` with He-uniform weights drawn from `seed`.
 fn network(widths: &[usize], hidden: Activation, loss: Loss, seed: u64) -> Sequential {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let last = widths.len() - 2;
-    let layers = (0..=last)
-        .map(|l| {
-            let activation = if l == last {
-                loss.output_activation()
-            } else {
-                hidden
-            };
-            Dense::new(
-                widths[l],
-                widths[l + 1],
-                activation,
-                Init::HeUniform,
-                &mut rng,
-            )
-            .unwrap()
-        })
-        .collect();
-    Sequential::new(layers, loss).unwrap()
+    build_network(widths, hidden, loss, Init::HeUniform, &mut rng)
 }
 
 fn parameters(net: &Sequential) -> Vec<Vec<f32>> {

@@ -1,5 +1,8 @@
 //! Matrix views: every constructor's error path and the view API.
 
+mod common;
+
+use common::assert_invalid_argument;
 use densegrad::{Error, MatMut, MatRef, Matrix, Shape};
 
 const DATA: [f32; 6] = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0];
@@ -185,10 +188,7 @@ fn split_rows_at_halves_write_apart() {
 
     let m = MatMut::from_slice(&mut data, 3, 2).unwrap();
     let err = m.split_rows_at(4).unwrap_err();
-    assert!(
-        matches!(err, Error::InvalidArgument { operand: "mid", .. }),
-        "{err}"
-    );
+    assert_invalid_argument(&err, "mid");
 }
 
 #[test]
@@ -197,27 +197,9 @@ fn submatrix_bounds() {
     let sub = a.submatrix(0, 1, 2, 2).unwrap();
     assert_eq!(sub.to_matrix().as_slice(), &[2.0, 3.0, 5.0, 6.0]);
     let err = a.submatrix(1, 1, 2, 1).unwrap_err();
-    assert!(
-        matches!(
-            err,
-            Error::InvalidArgument {
-                operand: "submatrix",
-                ..
-            }
-        ),
-        "{err}"
-    );
+    assert_invalid_argument(&err, "submatrix");
     let err = a.submatrix(0, usize::MAX, 1, 2).unwrap_err();
-    assert!(
-        matches!(
-            err,
-            Error::InvalidArgument {
-                operand: "submatrix",
-                ..
-            }
-        ),
-        "{err}"
-    );
+    assert_invalid_argument(&err, "submatrix");
 
     let mut data = DATA;
     let m = MatMut::from_slice(&mut data, 2, 3).unwrap();

@@ -1,6 +1,9 @@
 //! The oracle's own checks: shape errors of the dense layer, the finite-difference step, and
 //! one-hot targets.
 
+mod common;
+
+use common::assert_invalid_argument;
 use densegrad::{Activation, Error, Matrix, reference};
 
 #[test]
@@ -126,14 +129,5 @@ fn activation_oracle_rejects_negative_slope() {
         out.as_mut(),
     )
     .unwrap_err();
-    assert!(
-        matches!(
-            err,
-            Error::InvalidArgument {
-                operand: "slope",
-                ..
-            }
-        ),
-        "{err}"
-    );
+    assert_invalid_argument(&err, "slope");
 }

@@ -2,7 +2,10 @@
 //! pass through every layer and the optimiser's update, for every loss and hidden
 //! activation, on random data.
 
-use densegrad::layer::{Adam, Dense, Init, Loss, Optimizer, Sequential, Sgd, Targets};
+mod common;
+
+use common::build_network;
+use densegrad::layer::{Adam, Init, Loss, Optimizer, Sequential, Sgd, Targets};
 use densegrad::{Activation, MatRef, Matrix, reference};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -175,36 +178,9 @@ fn tolerance(k: usize) -> f64 {
     4.0 * k as f64 * f64::from(f32::EPSILON)
 }
 
+/// Builds a `WIDTHS` network with Xavier-uniform weights drawn from `rng`.
 fn network(hidden: Activation, loss: Loss, rng: &mut ChaCha8Rng) -> Sequential {
-    network_of(&WIDTHS, hidden, loss, rng)
-}
-
-/// Builds a network `widths[0] → widths[1] → …` with `hidden` between layers.
-fn network_of(
-    widths: &[usize],
-    hidden: Activation,
-    loss: Loss,
-    rng: &mut ChaCha8Rng,
-) -> Sequential {
-    let last = widths.len() - 2;
-    let layers = (0..=last)
-        .map(|l| {
-            let activation = if l == last {
-                loss.output_activation()
-            } else {
-                hidden
-            };
-            Dense::new(
-                widths[l],
-                widths[l + 1],
-                activation,
-                Init::XavierUniform,
-                rng,
-            )
-            .unwrap()
-        })
-        .collect();
-    Sequential::new(layers, loss).unwrap()
+    build_network(&WIDTHS, hidden, loss, Init::XavierUniform, rng)
 }
 
 /// Runs three steps of `net` with `optimizer` on `data` and checks each against the
@@ -407,7 +383,7 @@ fn train_step_random_shapes_match_reference() {
 
         let n_out = widths[widths.len() - 1];
         let data = batch_of(m, widths[0], n_out, loss, &mut rng);
-        let mut net = network_of(&widths, hidden, loss, &mut rng);
+        let mut net = build_network(&widths, hidden, loss, Init::XavierUniform, &mut rng);
         let mut sgd = Sgd::new(0.2).with_momentum(0.5);
         let mut expected = ReferenceSgd {
             lr: 0.2,

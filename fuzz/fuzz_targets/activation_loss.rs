@@ -6,19 +6,27 @@
 
 #![no_main]
 
+#[path = "../../tests/common/strided.rs"]
+mod strided;
+#[path = "../../tests/common/tolerance.rs"]
+mod tolerance;
+
+use std::fmt::Debug;
+
 use arbitrary::Arbitrary;
 use densegrad::loss::{self, Targets};
-use densegrad::{Activation, Error, MatMut, MatRef, Matrix, reference};
+use densegrad::{Activation, Error, Matrix, reference};
 use libfuzzer_sys::fuzz_target;
+use strided::Strided;
+use tolerance::{
+    LOSS_KINDS, LossKind, backward_tolerance, forward_tolerance, loss_tolerances, row_f64,
+};
 
 /// Largest row or column count, to keep each run fast.
 const MAX_DIM: usize = 24;
 /// Largest magnitude of a value: beyond it the squared error of two values could overflow
 /// `f32`, and the comparison would test overflow rather than the kernels.
 const MAX_VALUE: f32 = 1.0e4;
-const EPS: f64 = f32::EPSILON as f64;
-/// Absolute slack for results that may be subnormal.
-const SUBNORMAL_SLACK: f64 = 1e-37;
 
 /// The layout of one view in its buffer.
 #[derive(Arbitrary, Debug)]
@@ -46,77 +54,43 @@ struct Input {
     classes: Vec<u8>,
 }
 
-/// A buffer and the view parameters to lay over it.
-struct Buffer {
-    data: Vec<f32>,
-    offset: usize,
+/// Builds a buffer for `spec`, filled with values from `source` (cycled) through `map`.
+fn buffer(
+    spec: &LayoutSpec,
     rows: usize,
     cols: usize,
-    row_stride: isize,
-    col_stride: isize,
-}
-
-impl Buffer {
-    /// Builds a buffer for `spec`, filled with values from `source` (cycled) through `map`.
-    fn new(
-        spec: &LayoutSpec,
-        rows: usize,
-        cols: usize,
-        source: &[u32],
-        map: fn(u32) -> f32,
-    ) -> Self {
-        let (row_stride, col_stride) = (isize::from(spec.row_stride), isize::from(spec.col_stride));
-        let span = |n: usize, stride: isize| (n.saturating_sub(1)) as isize * stride;
-        let low = span(rows, row_stride).min(0) + span(cols, col_stride).min(0);
-        let high = span(rows, row_stride).max(0) + span(cols, col_stride).max(0);
-        let (offset, len) = if spec.raw {
-            (usize::from(spec.offset), usize::from(spec.slack))
-        } else {
-            let offset = usize::from(spec.offset % 4) + (-low) as usize;
-            (
-                offset,
-                offset + high as usize + 1 + usize::from(spec.slack % 4),
-            )
-        };
-        let data = (0..len)
-            .map(|k| {
-                if source.is_empty() {
-                    0.0
-                } else {
-                    map(source[k % source.len()].wrapping_add(k as u32))
-                }
-            })
-            .collect();
-        Self {
-            data,
+    source: &[u32],
+    map: fn(u32) -> f32,
+) -> Strided {
+    let (row_stride, col_stride) = (isize::from(spec.row_stride), isize::from(spec.col_stride));
+    let span = |n: usize, stride: isize| (n.saturating_sub(1)) as isize * stride;
+    let low = span(rows, row_stride).min(0) + span(cols, col_stride).min(0);
+    let high = span(rows, row_stride).max(0) + span(cols, col_stride).max(0);
+    let (offset, len) = if spec.raw {
+        (usize::from(spec.offset), usize::from(spec.slack))
+    } else {
+        let offset = usize::from(spec.offset % 4) + (-low) as usize;
+        (
             offset,
-            rows,
-            cols,
-            row_stride,
-            col_stride,
-        }
-    }
-
-    fn view(&self) -> Result<MatRef<'_>, Error> {
-        MatRef::from_strided(
-            &self.data,
-            self.offset,
-            self.rows,
-            self.cols,
-            self.row_stride,
-            self.col_stride,
+            offset + high as usize + 1 + usize::from(spec.slack % 4),
         )
-    }
-
-    fn view_mut(&mut self) -> Result<MatMut<'_>, Error> {
-        MatMut::from_strided(
-            &mut self.data,
-            self.offset,
-            self.rows,
-            self.cols,
-            self.row_stride,
-            self.col_stride,
-        )
+    };
+    let data = (0..len)
+        .map(|k| {
+            if source.is_empty() {
+                0.0
+            } else {
+                map(source[k % source.len()].wrapping_add(k as u32))
+            }
+        })
+        .collect();
+    Strided {
+        data,
+        offset,
+        rows,
+        cols,
+        row_stride,
+        col_stride,
     }
 }
 
@@ -147,6 +121,19 @@ fn assert_close(what: &str, actual: f32, expected: f64, tolerance: f64) {
     );
 }
 
+/// Asserts that the kernel and the oracle agree on whether the input is valid.
+fn assert_same_validity<T: Debug, U: Debug>(
+    what: &str,
+    result: &Result<T, Error>,
+    oracle: &Result<U, Error>,
+) {
+    assert_eq!(
+        result.is_ok(),
+        oracle.is_ok(),
+        "{what}: {result:?} vs oracle {oracle:?}"
+    );
+}
+
 fn activation_of(input: &Input) -> Activation {
     match input.activation % 6 {
         0 => Activation::Identity,
@@ -165,15 +152,11 @@ fn activation_of(input: &Input) -> Activation {
     }
 }
 
-fn max_of(row: &[f64]) -> f64 {
-    row.iter().copied().fold(f64::NEG_INFINITY, f64::max)
-}
-
 fn check_forward(activation: Activation, input: &Input, rows: usize, cols: usize, in_place: bool) {
-    let z = Buffer::new(&input.first, rows, cols, &input.values, finite_value);
-    let Ok(z_view) = z.view() else { return };
-    let mut out = Buffer::new(&input.output, rows, cols, &input.values, finite_value);
-    let Ok(mut out_view) = out.view_mut() else {
+    let z = buffer(&input.first, rows, cols, &input.values, finite_value);
+    let Ok(z_view) = z.try_view() else { return };
+    let mut out = buffer(&input.output, rows, cols, &input.values, finite_value);
+    let Ok(mut out_view) = out.try_view_mut() else {
         return;
     };
 
@@ -185,11 +168,7 @@ fn check_forward(activation: Activation, input: &Input, rows: usize, cols: usize
     };
     let mut expected = Matrix::zeros(rows, cols);
     let oracle = reference::activation_forward(activation, z_view, expected.as_mut());
-    assert_eq!(
-        result.is_ok(),
-        oracle.is_ok(),
-        "{result:?} vs oracle {oracle:?}"
-    );
+    assert_same_validity(&format!("{activation:?} forward"), &result, &oracle);
     if result.is_err() {
         return;
     }
@@ -197,45 +176,37 @@ fn check_forward(activation: Activation, input: &Input, rows: usize, cols: usize
     let actual = out_view.as_ref().to_matrix();
     let z_values = z_view.to_matrix();
     for i in 0..rows {
-        let z_row: Vec<f64> = (0..cols)
-            .map(|j| f64::from(z_values.get(i, j).unwrap()))
-            .collect();
+        let z_row = row_f64(&z_values, i);
         for j in 0..cols {
             let e = f64::from(expected.get(i, j).unwrap());
-            let tolerance = match activation {
-                Activation::Identity | Activation::Relu | Activation::LeakyRelu { .. } => 0.0,
-                Activation::Sigmoid | Activation::Tanh => 8.0 * EPS * e.abs() + SUBNORMAL_SLACK,
-                Activation::Softmax => {
-                    let shift = (z_row[j] - max_of(&z_row)).abs();
-                    (8.0 + cols as f64 + shift) * EPS * e.abs() + SUBNORMAL_SLACK
-                }
-            };
             assert_close(
                 &format!("{activation:?} forward ({i}, {j})"),
                 actual.get(i, j).unwrap(),
                 e,
-                tolerance,
+                forward_tolerance(activation, e, &z_row, j),
             );
         }
     }
 }
 
 fn check_backward(activation: Activation, input: &Input, rows: usize, cols: usize) {
-    let mut output = Buffer::new(&input.first, rows, cols, &input.values, finite_value);
+    let mut output = buffer(&input.first, rows, cols, &input.values, finite_value);
     // Half the runs take the derivative at a real forward output.
     if input.operation & 0x80 != 0 {
-        let Ok(view) = output.view() else { return };
+        let Ok(view) = output.try_view() else { return };
         let mut a = Matrix::zeros(rows, cols);
         if reference::activation_forward(activation, view, a.as_mut()).is_ok() {
-            let Ok(mut target) = output.view_mut() else {
+            let Ok(mut target) = output.try_view_mut() else {
                 return;
             };
             target.copy_from(a.as_ref()).expect("shapes are equal");
         }
     }
-    let Ok(a_view) = output.view() else { return };
-    let mut delta = Buffer::new(&input.second, rows, cols, &input.values, finite_value);
-    let Ok(mut delta_view) = delta.view_mut() else {
+    let Ok(a_view) = output.try_view() else {
+        return;
+    };
+    let mut delta = buffer(&input.second, rows, cols, &input.values, finite_value);
+    let Ok(mut delta_view) = delta.try_view_mut() else {
         return;
     };
     let mut expected = delta_view.as_ref().to_matrix();
@@ -243,11 +214,7 @@ fn check_backward(activation: Activation, input: &Input, rows: usize, cols: usiz
 
     let result = activation.backward(a_view, delta_view.rb_mut());
     let oracle = reference::activation_backward(activation, a_view, expected.as_mut());
-    assert_eq!(
-        result.is_ok(),
-        oracle.is_ok(),
-        "{result:?} vs oracle {oracle:?}"
-    );
+    assert_same_validity(&format!("{activation:?} backward"), &result, &oracle);
     if result.is_err() {
         return;
     }
@@ -255,44 +222,32 @@ fn check_backward(activation: Activation, input: &Input, rows: usize, cols: usiz
     let actual = delta_view.as_ref().to_matrix();
     let a_values = a_view.to_matrix();
     for i in 0..rows {
-        let a: Vec<f64> = (0..cols)
-            .map(|j| f64::from(a_values.get(i, j).unwrap()))
-            .collect();
-        let d: Vec<f64> = (0..cols)
-            .map(|j| f64::from(d_values.get(i, j).unwrap()))
-            .collect();
+        let (a, d) = (row_f64(&a_values, i), row_f64(&d_values, i));
         for j in 0..cols {
             let e = f64::from(expected.get(i, j).unwrap());
-            let tolerance = match activation {
-                Activation::Identity | Activation::Relu | Activation::LeakyRelu { .. } => 0.0,
-                // One rounding each for 1 ± a and two products: no cancellation, because
-                // 1 − a is exact wherever it is small.
-                Activation::Sigmoid | Activation::Tanh => 8.0 * EPS * e.abs() + SUBNORMAL_SLACK,
-                Activation::Softmax => {
-                    let dot: f64 = a.iter().zip(&d).map(|(a, d)| (a * d).abs()).sum();
-                    4.0 * EPS * a[j].abs() * (d[j].abs() + (cols as f64 + 4.0) * dot)
-                        + SUBNORMAL_SLACK
-                }
-            };
             assert_close(
                 &format!("{activation:?} backward ({i}, {j})"),
                 actual.get(i, j).unwrap(),
                 e,
-                tolerance,
+                backward_tolerance(activation, e, &a, &d, j),
             );
         }
     }
 }
 
 fn check_loss(input: &Input, rows: usize, cols: usize) {
-    let kind = (input.operation >> 2) % 4;
-    let target_map = if kind == 0 { finite_value } else { probability };
-    let logits = Buffer::new(&input.first, rows, cols, &input.values, finite_value);
-    let Ok(z) = logits.view() else { return };
-    let targets = Buffer::new(&input.second, rows, cols, &input.values, target_map);
-    let Ok(y) = targets.view() else { return };
-    let mut grad = Buffer::new(&input.output, rows, cols, &input.values, finite_value);
-    let Ok(mut grad_view) = grad.view_mut() else {
+    let kind = LOSS_KINDS[usize::from((input.operation >> 2) % 4)];
+    let target_map = if kind == LossKind::MeanSquared {
+        finite_value
+    } else {
+        probability
+    };
+    let logits = buffer(&input.first, rows, cols, &input.values, finite_value);
+    let Ok(z) = logits.try_view() else { return };
+    let targets = buffer(&input.second, rows, cols, &input.values, target_map);
+    let Ok(y) = targets.try_view() else { return };
+    let mut grad = buffer(&input.output, rows, cols, &input.values, finite_value);
+    let Ok(mut grad_view) = grad.try_view_mut() else {
         return;
     };
     let classes: Vec<usize> = (0..rows)
@@ -306,12 +261,12 @@ fn check_loss(input: &Input, rows: usize, cols: usize) {
 
     let mut expected_grad = Matrix::zeros(rows, cols);
     let (result, oracle, y_matrix) = match kind {
-        0 => (
+        LossKind::MeanSquared => (
             loss::mean_squared_error(z, y, grad_view.rb_mut()),
             reference::mean_squared_error(z, y, expected_grad.as_mut()),
             y.to_matrix(),
         ),
-        1 => {
+        LossKind::SoftmaxClasses => {
             let one_hot = reference::one_hot(&classes, cols);
             let result =
                 loss::softmax_cross_entropy(z, Targets::Classes(&classes), grad_view.rb_mut());
@@ -323,64 +278,39 @@ fn check_loss(input: &Input, rows: usize, cols: usize) {
                 reference::softmax_cross_entropy(z, one_hot.as_ref(), expected_grad.as_mut());
             (result, oracle, one_hot)
         }
-        2 => (
+        LossKind::SoftmaxDense => (
             loss::softmax_cross_entropy(z, Targets::Dense(y), grad_view.rb_mut()),
             reference::softmax_cross_entropy(z, y, expected_grad.as_mut()),
             y.to_matrix(),
         ),
-        _ => (
+        LossKind::Binary => (
             loss::binary_cross_entropy(z, y, grad_view.rb_mut()),
             reference::binary_cross_entropy(z, y, expected_grad.as_mut()),
             y.to_matrix(),
         ),
     };
-    assert_eq!(
-        result.is_ok(),
-        oracle.is_ok(),
-        "loss {kind}: {result:?} vs oracle {oracle:?}"
-    );
+    assert_same_validity(&format!("{kind:?} loss"), &result, &oracle);
     let (Ok(actual), Ok(expected)) = (result, oracle) else {
         return;
     };
-    assert!(actual.is_finite(), "loss {kind} is {actual}");
+    assert!(actual.is_finite(), "{kind:?} loss is {actual}");
 
-    let m = rows.max(1) as f64;
-    let length = cols as f64 + 8.0;
-    let z_values = z.to_matrix();
+    let (loss_tolerance, grad_tolerance) =
+        loss_tolerances(kind, &z.to_matrix(), &y_matrix, expected);
     let actual_grad = grad_view.as_ref().to_matrix();
-    let mut magnitude = 0.0;
     for i in 0..rows {
-        let z_row: Vec<f64> = (0..cols)
-            .map(|j| f64::from(z_values.get(i, j).unwrap()))
-            .collect();
-        let y_row: Vec<f64> = (0..cols)
-            .map(|j| f64::from(y_matrix.get(i, j).unwrap()))
-            .collect();
-        let max_abs = z_row.iter().map(|z| z.abs()).fold(0.0, f64::max);
-        let target_sum: f64 = y_row.iter().map(|y| y.abs()).sum();
-        magnitude += match kind {
-            0 => 0.0,
-            3 => z_row.iter().map(|z| z.abs() + 1.0).sum(),
-            _ => (target_sum + 1.0) * (2.0 * max_abs + (cols as f64).ln() + 1.0),
-        };
         for j in 0..cols {
-            let tolerance = match kind {
-                0 => 4.0 * EPS * (z_row[j] - y_row[j]).abs() / m,
-                3 => 8.0 * EPS * (1.0 + y_row[j]) / m,
-                _ => 4.0 * EPS * length * (target_sum + y_row[j].abs() + 1.0) / m,
-            } + SUBNORMAL_SLACK;
             let a = actual_grad.get(i, j).unwrap();
-            assert!(a.is_finite(), "loss {kind}: grad ({i}, {j}) is {a}");
+            assert!(a.is_finite(), "{kind:?} loss: grad ({i}, {j}) is {a}");
             assert_close(
-                &format!("loss {kind} grad ({i}, {j})"),
+                &format!("{kind:?} loss grad ({i}, {j})"),
                 a,
                 f64::from(expected_grad.get(i, j).unwrap()),
-                tolerance,
+                grad_tolerance[i * cols + j],
             );
         }
     }
-    let tolerance = 4.0 * EPS * length * (magnitude / m + expected.abs()) + SUBNORMAL_SLACK;
-    assert_close(&format!("loss {kind}"), actual, expected, tolerance);
+    assert_close(&format!("{kind:?} loss"), actual, expected, loss_tolerance);
 }
 
 fuzz_target!(|input: Input| {

@@ -3,12 +3,16 @@
 
 #![no_main]
 
+#[path = "../../tests/common/tolerance.rs"]
+mod tolerance;
+
 use arbitrary::Arbitrary;
 use densegrad::{
     Activation, Arch, DenseGrads, GradMode, MatRef, Matrix, Parallelism, dense_backward_with_arch,
     dense_forward_with_arch, reference,
 };
 use libfuzzer_sys::fuzz_target;
+use tolerance::assert_views_close;
 
 /// Largest batch or layer width: past every tile edge of every path, small enough for
 /// thousands of runs per second.
@@ -37,18 +41,15 @@ fn random(rows: usize, cols: usize, seed: &mut u32) -> Matrix {
     })
 }
 
-/// Asserts `|actual − expected| ≤ 8·(k + 2)·ε·(1 + |expected|)` element-wise.
+/// Asserts `|actual − expected| ≤ 8·(k + 2)·ε·(1 + |expected|)` element-wise, for results of
+/// reductions of length `k`.
 fn assert_close(what: &str, actual: MatRef, expected: MatRef, k: usize) {
-    let tolerance = 8.0 * (k as f32 + 2.0) * f32::EPSILON;
-    for i in 0..expected.rows() {
-        for j in 0..expected.cols() {
-            let (got, want) = (actual.get(i, j).unwrap(), expected.get(i, j).unwrap());
-            assert!(
-                (got - want).abs() <= tolerance * (1.0 + want.abs()),
-                "{what} ({i}, {j}) = {got}, reference {want}"
-            );
-        }
-    }
+    assert_views_close(
+        what,
+        actual,
+        expected,
+        8.0 * (k as f32 + 2.0) * f32::EPSILON,
+    );
 }
 
 fuzz_target!(|input: Input| {

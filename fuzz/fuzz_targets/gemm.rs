@@ -3,9 +3,13 @@
 
 #![no_main]
 
+#[path = "../../tests/common/strided.rs"]
+mod strided;
+
 use arbitrary::Arbitrary;
-use densegrad::{Arch, MatMut, MatRef, Matrix, Parallelism, gemm_with_arch, reference};
+use densegrad::{Arch, MatMut, Matrix, Parallelism, gemm_with_arch, reference};
 use libfuzzer_sys::fuzz_target;
+use strided::Strided;
 
 /// Largest m, k or n: big enough to cross every tile edge and the smaller block edges,
 /// small enough for thousands of runs per second.
@@ -39,14 +43,9 @@ struct Input {
     seed: u32,
 }
 
-/// Creates a slice for a `rows × cols` operand laid out as `layout` describes, and returns
-/// it with the view's offset, row stride and column stride.
-fn operand(
-    rows: usize,
-    cols: usize,
-    layout: Layout,
-    seed: &mut u32,
-) -> (Vec<f32>, usize, isize, isize) {
+/// Creates a slice of random values for a `rows × cols` operand laid out as `layout`
+/// describes, with the view over it.
+fn operand(rows: usize, cols: usize, layout: Layout, seed: &mut u32) -> Strided {
     let (outer, inner) = if layout.transposed {
         (cols, rows)
     } else {
@@ -73,7 +72,14 @@ fn operand(
     } else {
         (outer_stride, 1)
     };
-    (data, offset, row_stride, col_stride)
+    Strided {
+        data,
+        offset: if rows * cols == 0 { 0 } else { offset },
+        rows,
+        cols,
+        row_stride,
+        col_stride,
+    }
 }
 
 fuzz_target!(|input: Input| {
@@ -83,26 +89,11 @@ fuzz_target!(|input: Input| {
         usize::from(input.n) % (MAX_DIM + 1),
     );
     let mut seed = input.seed;
-    let (a_data, a_offset, a_rs, a_cs) = operand(m, k, input.a, &mut seed);
-    let (b_data, b_offset, b_rs, b_cs) = operand(k, n, input.b, &mut seed);
-    let a = MatRef::from_strided(
-        &a_data,
-        if m * k == 0 { 0 } else { a_offset },
-        m,
-        k,
-        a_rs,
-        a_cs,
-    )
-    .expect("layout inside slice");
-    let b = MatRef::from_strided(
-        &b_data,
-        if k * n == 0 { 0 } else { b_offset },
-        k,
-        n,
-        b_rs,
-        b_cs,
-    )
-    .expect("layout inside slice");
+    let (a_operand, b_operand) = (
+        operand(m, k, input.a, &mut seed),
+        operand(k, n, input.b, &mut seed),
+    );
+    let (a, b) = (a_operand.view(), b_operand.view());
 
     let alpha = f32::from(input.alpha) / 16.0;
     let beta = f32::from(input.beta) / 16.0;
