@@ -10,10 +10,6 @@
 use super::lane::{Lane, MAX_WIDTH as MAX_LANE_WIDTH};
 use super::post::Post;
 
-/// Maximum number of vectors in any path's full tile (AVX-512: 3 × 8), which sizes the
-/// spill buffer of edge tiles.
-const MAX_TILE_VECTORS: usize = 24;
-
 /// Operands of one micro-kernel call.
 ///
 /// The tile has `vectors · WIDTH` rows (`MV` vectors) and `NR` columns, of which only the
@@ -188,64 +184,6 @@ pub(crate) fn prefetch(ptr: *const f32) {
     let _ = ptr;
 }
 
-/// Writes a tile whose columns of C are contiguous (`c_row_stride == 1`) with vector
-/// loads and stores. `FULL` promises `rows == MV·WIDTH` and `cols == NR`, which makes every
-/// bound a constant; otherwise the last vector of each column is masked to `rows`.
-///
-/// # Safety
-///
-/// As for [`tile_body`], for the C operand, with `c_row_stride == 1`; `alpha` is `α` on
-/// every lane.
-#[inline(always)]
-unsafe fn store_contiguous<L: Lane, const MV: usize, const NR: usize, const FULL: bool>(
-    acc: &[[L; MV]; NR],
-    t: &TileArgs,
-    epilogue: Epilogue,
-    alpha: L,
-) {
-    let (rows, cols) = if FULL {
-        (MV * L::WIDTH, NR)
-    } else {
-        (t.rows, t.cols)
-    };
-    for (j, acc_col) in acc.iter().enumerate().take(cols) {
-        // SAFETY: column `j < cols` of the tile lies inside C.
-        let column = unsafe { t.c.offset(j as isize * t.c_col_stride) };
-        for (v, &acc_v) in acc_col.iter().enumerate() {
-            let first_row = v * L::WIDTH;
-            if first_row >= rows {
-                break;
-            }
-            let valid = (rows - first_row).min(L::WIDTH);
-            // SAFETY: rows `first_row..first_row + valid` of the column lie in the tile, are
-            // contiguous, and the caller lets this call read and write them. The masked
-            // forms touch no element beyond them.
-            unsafe {
-                let dst = column.add(first_row);
-                let out = epilogue.combine(alpha, acc_v, || {
-                    if valid == L::WIDTH {
-                        L::load(dst)
-                    } else {
-                        L::load_first(dst, valid)
-                    }
-                });
-                let out = epilogue.post.apply(out, first_row, j, valid);
-                if valid == L::WIDTH {
-                    out.store(dst);
-                } else {
-                    out.store_first(dst, valid);
-                }
-            }
-        }
-        if let Some(activation) = epilogue.post.slice_activation() {
-            // SAFETY: the column's `rows` elements are contiguous, inside the tile, and only
-            // this call writes them.
-            let column = unsafe { std::slice::from_raw_parts_mut(column, rows) };
-            activation.apply_slice(column);
-        }
-    }
-}
-
 /// Writes the accumulated tile into C through the epilogue.
 ///
 /// Full tiles with contiguous columns use vector loads and stores. Edge tiles and other
@@ -263,69 +201,160 @@ unsafe fn store_tile<L: Lane, const MV: usize, const NR: usize>(
     const { assert!(L::WIDTH <= MAX_LANE_WIDTH) };
     // SAFETY: the caller guarantees support for `L`.
     let alpha = unsafe { L::splat(epilogue.alpha) };
+    let contiguous = t.c_row_stride == 1;
 
-    if t.c_row_stride == 1 {
-        // Columns of C are contiguous: vector loads and stores. A full tile compiles
-        // with constant bounds; an edge tile masks the last vector of each column.
-        // SAFETY: the caller's contract on C carries over.
-        unsafe {
-            if t.rows == MV * L::WIDTH && t.cols == NR {
-                store_contiguous::<L, MV, NR, true>(acc, t, epilogue, alpha);
-            } else {
-                store_contiguous::<L, MV, NR, false>(acc, t, epilogue, alpha);
+    if contiguous && t.rows == MV * L::WIDTH && t.cols == NR {
+        // A full tile with contiguous columns, straight from the registers with constant
+        // bounds.
+        for (j, acc_col) in acc.iter().enumerate() {
+            // SAFETY: column `j < NR` of the full tile lies inside C.
+            let column = unsafe { t.c.offset(j as isize * t.c_col_stride) };
+            for (v, &acc_v) in acc_col.iter().enumerate() {
+                // SAFETY: the WIDTH rows from `v·WIDTH` of the column lie inside the tile.
+                unsafe { store_vector(epilogue, alpha, acc_v, column, v * L::WIDTH, j, L::WIDTH) };
             }
+            // SAFETY: the column's MV·WIDTH rows are contiguous and only this call writes
+            // them.
+            unsafe { activate_column(epilogue, column, MV * L::WIDTH) };
         }
         return;
     }
 
-    // Strided columns: first spill the accumulators with constant indices, so the
-    // accumulation loop above keeps them in registers, then combine element-wise through a
-    // staging vector.
-    const { assert!(MV * NR <= MAX_TILE_VECTORS) };
-    let mut spilled = [[0.0f32; MAX_LANE_WIDTH]; MAX_TILE_VECTORS];
+    // Edge tiles and strided columns: first spill the accumulators with constant indices,
+    // so the accumulation loop above keeps them in registers, then store the vectors
+    // inside the tile with run-time bounds. The spill buffer is left uninitialised; a
+    // zeroed one cost a memset on every call.
+    let mut spilled = core::mem::MaybeUninit::<[[[f32; MAX_LANE_WIDTH]; MV]; NR]>::uninit();
+    let spill_base = spilled.as_mut_ptr().cast::<f32>();
+    let slot = |j: usize, v: usize| spill_base.wrapping_add((j * MV + v) * MAX_LANE_WIDTH);
     for (j, acc_col) in acc.iter().enumerate() {
         for (v, acc_v) in acc_col.iter().enumerate() {
-            // SAFETY: each spill slot has room for MAX_LANE_WIDTH ≥ WIDTH elements.
-            unsafe { acc_v.store(spilled[j * MV + v].as_mut_ptr()) };
+            // SAFETY: slot (j, v) has room for MAX_LANE_WIDTH ≥ WIDTH elements.
+            unsafe { acc_v.store(slot(j, v)) };
         }
     }
 
     for j in 0..t.cols {
+        // Wrapping: with strided columns only the elements named below are accessed.
+        let column = t.c.wrapping_offset(j as isize * t.c_col_stride);
         for v in 0..MV {
             let first_row = v * L::WIDTH;
             if first_row >= t.rows {
                 break;
             }
             let valid = (t.rows - first_row).min(L::WIDTH);
-            let c_at = |i: usize| {
-                let offset =
-                    (first_row + i) as isize * t.c_row_stride + j as isize * t.c_col_stride;
-                t.c.wrapping_offset(offset)
-            };
-
-            // SAFETY: the spill slot contains WIDTH elements written above.
-            let acc_v = unsafe { L::load(spilled[j * MV + v].as_ptr()) };
-            let mut staging = [0.0f32; MAX_LANE_WIDTH];
-            let out = epilogue.combine(alpha, acc_v, || {
-                for (i, slot) in staging.iter_mut().enumerate().take(valid) {
-                    // SAFETY: row `first_row + i < rows` and column `j < cols` lie in C.
-                    *slot = unsafe { *c_at(i) };
+            // SAFETY: slot (j, v) holds the WIDTH elements stored above.
+            let acc_v = unsafe { L::load(slot(j, v)) };
+            // SAFETY: rows `first_row..first_row + valid` of column `j < cols` lie inside
+            // the tile, which the caller lets this call read and write.
+            unsafe {
+                if contiguous {
+                    store_vector(epilogue, alpha, acc_v, column, first_row, j, valid);
+                } else {
+                    store_vector_strided(epilogue, alpha, acc_v, t, first_row, j, valid);
                 }
-                // SAFETY: the staging buffer has room for MAX_LANE_WIDTH ≥ WIDTH elements.
-                unsafe { L::load(staging.as_ptr()) }
-            });
-            // SAFETY: the rows `first_row..first_row + valid` of column `j` lie in C.
-            let out = unsafe { epilogue.post.apply(out, first_row, j, valid) };
-            // SAFETY: as above.
-            unsafe { out.store(staging.as_mut_ptr()) };
-            if let Some(activation) = epilogue.post.slice_activation() {
-                activation.apply_slice(&mut staging[..valid]);
-            }
-            for (i, &value) in staging.iter().enumerate().take(valid) {
-                // SAFETY: row `first_row + i < rows` and column `j < cols` lie in C, which
-                // the caller lets this function write.
-                unsafe { *c_at(i) = value };
             }
         }
+        if contiguous {
+            // SAFETY: the column's `rows` elements are contiguous, inside the tile, and
+            // only this call writes them.
+            unsafe { activate_column(epilogue, column, t.rows) };
+        }
+    }
+}
+
+/// Combines one accumulated vector with C and writes rows `first_row..first_row + valid`
+/// of a contiguous tile column, masking the vector when `valid < WIDTH`.
+///
+/// # Safety
+///
+/// `valid ≤ WIDTH`, and the `valid` elements from `column + first_row` lie in column `j`
+/// of the tile, which the caller may read and write.
+#[inline(always)]
+unsafe fn store_vector<L: Lane>(
+    epilogue: Epilogue,
+    alpha: L,
+    acc_v: L,
+    column: *mut f32,
+    first_row: usize,
+    j: usize,
+    valid: usize,
+) {
+    // SAFETY: the caller guarantees the `valid` elements; the masked forms touch no
+    // element beyond them.
+    unsafe {
+        let dst = column.add(first_row);
+        let out = epilogue.combine(alpha, acc_v, || {
+            if valid == L::WIDTH {
+                L::load(dst)
+            } else {
+                L::load_first(dst, valid)
+            }
+        });
+        let out = epilogue.post.apply(out, first_row, j, valid);
+        if valid == L::WIDTH {
+            out.store(dst);
+        } else {
+            out.store_first(dst, valid);
+        }
+    }
+}
+
+/// [`store_vector`] for a column whose rows are `c_row_stride` apart: the elements go
+/// through a staging vector one by one.
+///
+/// # Safety
+///
+/// `valid ≤ WIDTH`, and rows `first_row..first_row + valid` of column `j` lie inside the
+/// tile of `t`, which the caller may read and write.
+#[inline(always)]
+unsafe fn store_vector_strided<L: Lane>(
+    epilogue: Epilogue,
+    alpha: L,
+    acc_v: L,
+    t: &TileArgs,
+    first_row: usize,
+    j: usize,
+    valid: usize,
+) {
+    let c_at = |i: usize| {
+        let offset = (first_row + i) as isize * t.c_row_stride + j as isize * t.c_col_stride;
+        t.c.wrapping_offset(offset)
+    };
+    let mut staging = [0.0f32; MAX_LANE_WIDTH];
+    let out = epilogue.combine(alpha, acc_v, || {
+        for (i, slot) in staging.iter_mut().enumerate().take(valid) {
+            // SAFETY: row `first_row + i` of column `j` lies inside the tile.
+            *slot = unsafe { *c_at(i) };
+        }
+        // SAFETY: the staging buffer has room for MAX_LANE_WIDTH ≥ WIDTH elements, and
+        // `acc_v` proves support for `L`.
+        unsafe { L::load(staging.as_ptr()) }
+    });
+    // SAFETY: the rows `first_row..first_row + valid` of column `j` lie in C.
+    let out = unsafe { epilogue.post.apply(out, first_row, j, valid) };
+    // SAFETY: as above.
+    unsafe { out.store(staging.as_mut_ptr()) };
+    if let Some(activation) = epilogue.post.slice_activation() {
+        activation.apply_slice(&mut staging[..valid]);
+    }
+    for (i, &value) in staging.iter().enumerate().take(valid) {
+        // SAFETY: row `first_row + i` of column `j` lies inside the tile, which the caller
+        // lets this function write.
+        unsafe { *c_at(i) = value };
+    }
+}
+
+/// Applies the epilogue's slice activation (sigmoid or tanh, which need `exp`) to the
+/// `rows` stored elements of a contiguous tile column.
+///
+/// # Safety
+///
+/// The `rows` elements from `column` are inside the tile and only this call writes them.
+#[inline(always)]
+unsafe fn activate_column(epilogue: Epilogue, column: *mut f32, rows: usize) {
+    if let Some(activation) = epilogue.post.slice_activation() {
+        // SAFETY: the caller guarantees the elements.
+        activation.apply_slice(unsafe { std::slice::from_raw_parts_mut(column, rows) });
     }
 }
