@@ -268,7 +268,8 @@ impl Nest<'_> {
         let width = self.kernels.lane_width;
         let row_units = self.problem.m.div_ceil(width);
         let col_units = step.col_tiles.parts();
-        let (row_tasks, col_tasks) = choose_grid(threads, row_units, col_units);
+        let (row_tasks, col_tasks) =
+            choose_grid(threads, row_units, col_units, self.kernels.max_vectors);
 
         let row_split = EvenSplit::into_parts(row_units, row_tasks);
         let col_split = EvenSplit::into_parts(col_units, col_tasks);
@@ -397,17 +398,28 @@ impl Nest<'_> {
 
 /// Chooses how many tasks split the rows (in vectors) and the columns (in
 /// micro-panels) of a panel: the grid of at most `threads` tasks with the best product of
-/// load balance and thread use. Ties go to more row tasks, which share the packed B panel
+/// load balance, thread use and tile fill. Tile fill is the share of accumulators that a
+/// task's row tiles of at most `max_vectors` vectors use: 128 rows of AVX-512 vectors on
+/// two row tasks leave each task tiles of 2 + 2 vectors out of 3, while a column split
+/// keeps tiles of 3 + 3 + 2. Ties go to more row tasks, which share the packed B panel
 /// without packing any A block twice.
-fn choose_grid(threads: usize, row_units: usize, col_units: usize) -> (usize, usize) {
+fn choose_grid(
+    threads: usize,
+    row_units: usize,
+    col_units: usize,
+    max_vectors: usize,
+) -> (usize, usize) {
     let balance =
         |units: usize, parts: usize| units as f64 / (parts * units.div_ceil(parts)) as f64;
+    let tile_fill =
+        |vectors: usize| vectors as f64 / (vectors.div_ceil(max_vectors) * max_vectors) as f64;
     let mut best = (1, 1);
     let mut best_score = 0.0;
     for row_tasks in (1..=threads.min(row_units)).rev() {
         let col_tasks = (threads / row_tasks).min(col_units);
         let used = (row_tasks * col_tasks) as f64 / threads as f64;
-        let score = balance(row_units, row_tasks) * balance(col_units, col_tasks) * used;
+        let fill = tile_fill(row_units.div_ceil(row_tasks));
+        let score = balance(row_units, row_tasks) * balance(col_units, col_tasks) * used * fill;
         if score > best_score + 1e-9 {
             best = (row_tasks, col_tasks);
             best_score = score;
@@ -422,18 +434,27 @@ mod tests {
 
     #[test]
     fn grid_prefers_rows() {
-        assert_eq!(choose_grid(2, 22, 128), (2, 1));
+        assert_eq!(choose_grid(2, 22, 128, 3), (2, 1));
+        assert_eq!(choose_grid(2, 64, 128, 3), (2, 1));
     }
 
     #[test]
     fn grid_columns_when_rows_few() {
-        assert_eq!(choose_grid(2, 1, 128), (1, 2));
-        assert_eq!(choose_grid(2, 3, 128), (1, 2));
+        assert_eq!(choose_grid(2, 1, 128, 3), (1, 2));
+        assert_eq!(choose_grid(2, 3, 128, 3), (1, 2));
+    }
+
+    #[test]
+    fn grid_columns_when_row_split_thins_tiles() {
+        // 8 vectors: 4 + 4 on two row tasks run tiles of 2 + 2 out of 3.
+        assert_eq!(choose_grid(2, 8, 128, 3), (1, 2));
+        // 6 vectors: 3 + 3 fill their tiles, so rows still win.
+        assert_eq!(choose_grid(2, 6, 128, 3), (2, 1));
     }
 
     #[test]
     fn grid_single_tile_one_task() {
-        assert_eq!(choose_grid(4, 1, 1), (1, 1));
-        assert_eq!(choose_grid(1, 50, 50), (1, 1));
+        assert_eq!(choose_grid(4, 1, 1, 3), (1, 1));
+        assert_eq!(choose_grid(1, 50, 50, 3), (1, 1));
     }
 }
