@@ -2,8 +2,8 @@
 //! with other work.
 //!
 //! Each round times densegrad, gemm, faer and the register-only FMA peak back to back, and
-//! the table keeps each one's best round. A burst of load from another process then slows
-//! one round of every contender instead of whole benchmarks of one, as it can in a
+//! the table gives each one's median round. A burst of load from another process then
+//! slows one round of every contender instead of whole benchmarks of one, as it can in a
 //! criterion run, which measures each benchmark in one stretch.
 //!
 //! ```text
@@ -56,6 +56,12 @@ fn peak_flops(threads: usize) -> f64 {
     flops as f64 / start.elapsed().as_secs_f64()
 }
 
+/// Returns the median of `values` (the upper one of the middle two for an even count).
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
 /// Parses `MxKxN` arguments; other arguments (such as cargo's `--bench`) are skipped.
 fn shapes_from_args() -> Vec<(usize, usize, usize)> {
     let parsed: Vec<_> = std::env::args()
@@ -94,13 +100,15 @@ fn main() {
                 };
 
                 let (mut ours, mut gemm, mut faer, mut peak) =
-                    (f64::MAX, f64::MAX, f64::MAX, 0.0f64);
+                    (Vec::new(), Vec::new(), Vec::new(), Vec::new());
                 for _ in 0..ROUNDS {
-                    ours = ours.min(seconds_per_call(calls, || problem.run_densegrad(par)));
-                    gemm = gemm.min(seconds_per_call(calls, || problem.run_gemm(threads)));
-                    faer = faer.min(seconds_per_call(calls, || problem.run_faer(threads)));
-                    peak = peak.max(peak_flops(threads));
+                    ours.push(seconds_per_call(calls, || problem.run_densegrad(par)));
+                    gemm.push(seconds_per_call(calls, || problem.run_gemm(threads)));
+                    faer.push(seconds_per_call(calls, || problem.run_faer(threads)));
+                    peak.push(peak_flops(threads));
                 }
+                let (ours, gemm, faer, peak) =
+                    (median(ours), median(gemm), median(faer), median(peak));
 
                 let gflops = |seconds: f64| flops / seconds / 1e9;
                 let best_peer = gflops(gemm).max(gflops(faer));
