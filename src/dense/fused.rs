@@ -234,11 +234,11 @@ pub(super) fn backward(
         );
         first.and(rest)?;
 
-        // Fixed order: chunk 1, then 2, and so on.
+        // Fixed order for every element: chunk 1, then 2, and so on. Bands of rows of
+        // `dW` may go to different threads, which changes no sum.
+        add_partial_weights(grad_weights.rb_mut(), 0, partials, partial_len, in_chunks);
         for partial in partials.chunks_exact(partial_len) {
-            let (partial_weights, partial_bias) = partial.split_at(n_out * n_in);
-            add_into(&mut grad_weights, partial_weights);
-            for (sum, &p) in grad_bias.iter_mut().zip(partial_bias) {
+            for (sum, &p) in grad_bias.iter_mut().zip(&partial[n_out * n_in..]) {
                 *sum += p;
             }
         }
@@ -276,6 +276,42 @@ fn join<A: Send, B: Send>(
         rayon::join(a, b)
     } else {
         (a(), b())
+    }
+}
+
+/// Fewest rows of `dW` per task when the partial gradients are added in parallel; a
+/// band of 32 rows of a 784-input layer is 100 KiB per partial, enough to outweigh a
+/// rayon join.
+const MIN_REDUCE_ROWS: usize = 32;
+
+/// Adds, to the rows of `dW` that `sums` holds (from row `first_row`), the same rows of
+/// each partial gradient in `partials` (each `partial_len` long, `dW` row-major first), in
+/// partial order. With `parallel`, bands of rows are split across rayon tasks.
+fn add_partial_weights(
+    mut sums: MatMut<'_>,
+    first_row: usize,
+    partials: &[f32],
+    partial_len: usize,
+    parallel: bool,
+) {
+    let (rows, cols) = (sums.rows(), sums.cols());
+    if parallel && rows >= 2 * MIN_REDUCE_ROWS {
+        let mid = rows / 2;
+        if let Ok((top, bottom)) = sums.rb_mut().split_rows_at(mid) {
+            join(
+                true,
+                || add_partial_weights(top, first_row, partials, partial_len, true),
+                || add_partial_weights(bottom, first_row + mid, partials, partial_len, true),
+            );
+            return;
+        }
+    }
+
+    for partial in partials.chunks_exact(partial_len) {
+        add_into(
+            &mut sums,
+            &partial[first_row * cols..(first_row + rows) * cols],
+        );
     }
 }
 
