@@ -461,49 +461,39 @@ fn value_check_finds_every_position() {
         )
         .unwrap();
 
-        for row in 0..rows {
-            for col in 0..cols {
-                for &value in &not_finite {
-                    let mut y = zeros_and_ones.clone();
-                    let index = if transposed {
-                        col * rows + row
-                    } else {
-                        row * cols + col
-                    };
-                    y.as_mut_slice()[index] = value;
-                    let err = loss::mean_squared_error(
-                        view(&zeros_and_ones, transposed),
-                        view(&y, transposed),
-                        grad.as_mut(),
-                    )
-                    .unwrap_err();
-                    assert_eq!(
-                        err.to_string(),
-                        format!(
-                            "targets: row {row}: column {col} is {value}, expected a finite number"
+        type LossFn = fn(MatRef, MatRef, MatMut) -> Result<f32, Error>;
+        let cases: [(&[f32], LossFn, &str); 2] = [
+            (&not_finite, loss::mean_squared_error, "a finite number"),
+            (
+                &bad_probabilities,
+                loss::binary_cross_entropy,
+                "a probability in [0, 1]",
+            ),
+        ];
+        for (bad_values, loss_fn, expected) in cases {
+            for row in 0..rows {
+                for col in 0..cols {
+                    for &value in bad_values {
+                        let mut y = zeros_and_ones.clone();
+                        let index = if transposed {
+                            col * rows + row
+                        } else {
+                            row * cols + col
+                        };
+                        y.as_mut_slice()[index] = value;
+                        let err = loss_fn(
+                            view(&zeros_and_ones, transposed),
+                            view(&y, transposed),
+                            grad.as_mut(),
                         )
-                    );
-                }
-                for &value in &bad_probabilities {
-                    let mut y = zeros_and_ones.clone();
-                    let index = if transposed {
-                        col * rows + row
-                    } else {
-                        row * cols + col
-                    };
-                    y.as_mut_slice()[index] = value;
-                    let err = loss::binary_cross_entropy(
-                        view(&zeros_and_ones, transposed),
-                        view(&y, transposed),
-                        grad.as_mut(),
-                    )
-                    .unwrap_err();
-                    assert_eq!(
-                        err.to_string(),
-                        format!(
-                            "targets: row {row}: column {col} is {value}, expected a probability in [0, 1]"
-                        )
-                    );
+                        .unwrap_err();
+                        assert_eq!(
+                            err.to_string(),
+                            format!(
+                                "targets: row {row}: column {col} is {value}, expected {expected}"
+                            )
+                        );
+                    }
                 }
             }
         }
