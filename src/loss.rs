@@ -219,7 +219,8 @@ pub(crate) enum Range {
 }
 
 impl Range {
-    /// The inclusive bounds of the range; NaN fails both comparisons, so it is outside.
+    /// Returns the inclusive bounds of the range. NaN fails both comparisons, so it is
+    /// outside.
     fn bounds(self) -> (f32, f32) {
         match self {
             Range::Finite => (f32::MIN, f32::MAX),
@@ -253,8 +254,8 @@ const CHECK_CHUNK: usize = 32;
 
 /// Returns [`Error::InvalidValue`] for the first element outside `range`.
 ///
-/// Rows with contiguous columns are scanned a chunk at a time without branches; only a
-/// chunk with an element outside the range is searched again for the column to report.
+/// Rows with contiguous columns are scanned a chunk at a time without branches. Only a
+/// row with an element outside the range is searched again, for the column to report.
 pub(crate) fn check_values(
     view: MatRef<'_>,
     operand: &'static str,
@@ -282,7 +283,7 @@ pub(crate) fn check_values(
         let (j, value) = (0..view.cols())
             .map(|j| (j, view.get(i, j).expect("index inside the view")))
             .find(|&(_, value)| !inside(value))
-            .expect("a row that failed the check holds an element outside the range");
+            .expect("a row that failed the check has an element outside the range");
         return Err(Error::InvalidValue {
             operand,
             row: i,

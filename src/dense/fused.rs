@@ -279,14 +279,13 @@ fn join<A: Send, B: Send>(
     }
 }
 
-/// Fewest rows of `dW` per task when the partial gradients are added in parallel; a
-/// band of 32 rows of a 784-input layer is 100 KiB per partial, enough to outweigh a
-/// rayon join.
+/// Minimum number of rows of `dW` per task when the partial gradients are added in
+/// parallel. A band of 32 rows of a 784-input layer is 100 KiB per partial, enough to
+/// outweigh a rayon join.
 const MIN_REDUCE_ROWS: usize = 32;
 
-/// Adds, to the rows of `dW` that `sums` holds (from row `first_row`), the same rows of
-/// each partial gradient in `partials` (each `partial_len` long, `dW` row-major first), in
-/// partial order. With `parallel`, bands of rows are split across rayon tasks.
+/// Adds to `sums`, rows `first_row..` of `dW`, the same rows of each partial gradient in
+/// `partials` (each `partial_len` long, `dW` row-major first), in partial order. With `parallel`, bands of rows are split across rayon tasks.
 fn add_partial_weights(
     mut sums: MatMut<'_>,
     first_row: usize,

@@ -399,9 +399,9 @@ impl Nest<'_> {
 /// Chooses how many tasks split the rows (in vectors) and the columns (in
 /// micro-panels) of a panel: the grid of at most `threads` tasks with the best product of
 /// load balance, thread use and tile fill. Tile fill is the share of accumulators that a
-/// task's row tiles of at most `max_vectors` vectors use: 128 rows of AVX-512 vectors on
-/// two row tasks leave each task tiles of 2 + 2 vectors out of 3, while a column split
-/// keeps tiles of 3 + 3 + 2. Ties go to more row tasks, which share the packed B panel
+/// task's row tiles of at most `max_vectors` vectors use. For example, 128 rows of AVX-512
+/// vectors on two row tasks leave each task tiles of 2 + 2 vectors out of 3; a column
+/// split keeps tiles of 3 + 3 + 2. Ties go to more row tasks, which share the packed B panel
 /// without packing any A block twice.
 fn choose_grid(
     threads: usize,

@@ -125,7 +125,7 @@ pub(crate) unsafe fn pack_b(
     }
 }
 
-/// Columns ahead that [`pack_a`] asks the cache to fetch when A's columns are contiguous.
+/// Columns ahead that [`pack_a`] prefetches when A's columns are contiguous.
 /// Such columns lie a whole row of the matrix apart, often several pages, which the
 /// hardware prefetcher does not follow, so each column's copy waited on its loads.
 const PACK_A_PREFETCH_DISTANCE: usize = 8;

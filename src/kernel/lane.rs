@@ -58,8 +58,8 @@ pub(crate) trait Lane: Copy {
         // SAFETY: the caller guarantees `len ≤ WIDTH ≤ MAX_WIDTH` readable elements, and
         // the buffer is a separate local.
         unsafe { std::ptr::copy_nonoverlapping(ptr, buffer.as_mut_ptr(), len) };
-        // SAFETY: the buffer holds MAX_WIDTH ≥ WIDTH elements; the caller guarantees
-        // support.
+        // SAFETY: the buffer has room for MAX_WIDTH ≥ WIDTH elements; the caller
+        // guarantees support.
         unsafe { Self::load(buffer.as_ptr()) }
     }
 
@@ -73,7 +73,7 @@ pub(crate) trait Lane: Copy {
     unsafe fn store_first(self, ptr: *mut f32, len: usize) {
         const { assert!(Self::WIDTH <= MAX_WIDTH) };
         let mut buffer = [0.0f32; MAX_WIDTH];
-        // SAFETY: the buffer holds MAX_WIDTH ≥ WIDTH elements.
+        // SAFETY: the buffer has room for MAX_WIDTH ≥ WIDTH elements.
         unsafe { self.store(buffer.as_mut_ptr()) };
         // SAFETY: the caller guarantees `len ≤ WIDTH` writable elements at `ptr`.
         unsafe { std::ptr::copy_nonoverlapping(buffer.as_ptr(), ptr, len) };

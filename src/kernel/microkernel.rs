@@ -243,7 +243,7 @@ unsafe fn store_tile<L: Lane, const MV: usize, const NR: usize>(
                 break;
             }
             let valid = (t.rows - first_row).min(L::WIDTH);
-            // SAFETY: slot (j, v) holds the WIDTH elements stored above.
+            // SAFETY: slot (j, v) contains the WIDTH elements stored above.
             let acc_v = unsafe { L::load(slot(j, v)) };
             // SAFETY: rows `first_row..first_row + valid` of column `j < cols` lie inside
             // the tile, which the caller lets this call read and write.
