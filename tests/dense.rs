@@ -249,8 +249,15 @@ fn backward_accumulate_adds() {
     }
 }
 
-/// Runs forward and backward of a layer large enough to split, in a pool of `threads`.
-fn run_in_pool(threads: usize, x: &Matrix, w: &Matrix, delta: &Matrix) -> Vec<Vec<f32>> {
+/// Runs forward and backward of a layer large enough to split, with `par` in a pool of
+/// `threads`.
+fn run_in_pool(
+    threads: usize,
+    par: Parallelism,
+    x: &Matrix,
+    w: &Matrix,
+    delta: &Matrix,
+) -> Vec<Vec<f32>> {
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .build()
@@ -259,7 +266,6 @@ fn run_in_pool(threads: usize, x: &Matrix, w: &Matrix, delta: &Matrix) -> Vec<Ve
         let (m, n_out) = (x.rows(), w.rows());
         let bias = vec![0.1; n_out];
         let mut out = Matrix::zeros(m, n_out);
-        let par = Parallelism::Rayon(0);
         dense_forward(
             x.as_ref(),
             w.as_ref(),
@@ -282,17 +288,59 @@ fn run_in_pool(threads: usize, x: &Matrix, w: &Matrix, delta: &Matrix) -> Vec<Ve
 
 #[test]
 fn results_thread_count_independent() {
+    fn view(values: &[f32], rows: usize, cols: usize) -> MatRef<'_> {
+        MatRef::from_slice(values, rows, cols).unwrap()
+    }
     let mut rng = ChaCha8Rng::seed_from_u64(4);
     // The second shape is large enough for the GEMM to split its tiles across threads,
-    // and the third spans two sample blocks, which run as chunks with partial gradients.
-    for (m, n_in, n_out) in [(67, 97, 61), (700, 257, 130), (1100, 257, 130)] {
+    // the third spans two sample blocks, which run as chunks with partial gradients, and
+    // the fourth has blocks of 256 samples, so four chunks run in groups.
+    let shapes = [
+        (67, 97, 61),
+        (700, 257, 130),
+        (1100, 257, 130),
+        (1024, 4090, 6),
+    ];
+    for (m, n_in, n_out) in shapes {
         let x = Matrix::from_fn(m, n_in, |_, _| rng.random_range(0.0..1.0));
         let w = random_matrix(&mut rng, n_out, n_in);
         let delta = random_matrix(&mut rng, m, n_out);
 
-        let one = run_in_pool(1, &x, &w, &delta);
-        for threads in [2, 3, 8] {
-            let many = run_in_pool(threads, &x, &w, &delta);
+        let one = run_in_pool(1, Parallelism::Rayon(0), &x, &w, &delta);
+        // The one-thread gradients, chunked as the shape asks, match the reference.
+        let expected =
+            reference::dense_backward(x.as_ref(), w.as_ref(), delta.as_ref(), Activation::Sigmoid)
+                .unwrap();
+        let what = format!("{m}×{n_in}→{n_out}");
+        assert_close(
+            &format!("{what}: dW"),
+            view(&one[1], n_out, n_in),
+            expected.grad_weights.as_ref(),
+            m,
+        );
+        assert_close(
+            &format!("{what}: db"),
+            view(&one[2], 1, n_out),
+            view(&expected.grad_bias, 1, n_out),
+            m,
+        );
+        assert_close(
+            &format!("{what}: input_delta"),
+            view(&one[3], m, n_in),
+            expected.delta_prev.as_ref(),
+            n_out,
+        );
+        // Whole pools, and fewer threads than the pool has (the chunks then run in as
+        // many groups as `Rayon(n)` allows).
+        let settings = [
+            (2, Parallelism::Rayon(0)),
+            (3, Parallelism::Rayon(0)),
+            (8, Parallelism::Rayon(0)),
+            (8, Parallelism::Rayon(2)),
+            (8, Parallelism::Rayon(3)),
+        ];
+        for (threads, par) in settings {
+            let many = run_in_pool(threads, par, &x, &w, &delta);
             for (name, (a, b)) in ["output", "dW", "db", "input_delta"]
                 .iter()
                 .zip(one.iter().zip(&many))
@@ -300,7 +348,7 @@ fn results_thread_count_independent() {
                 let same = a.iter().zip(b).all(|(p, q)| p.to_bits() == q.to_bits());
                 assert!(
                     same,
-                    "{m}×{n_in}→{n_out}: {name} differs with {threads} threads"
+                    "{m}×{n_in}→{n_out}: {name} differs with {par:?} in {threads} threads"
                 );
             }
         }

@@ -198,37 +198,55 @@ pub(super) fn backward(
     // Chunk c covers sample blocks [c·blocks/chunks, (c+1)·blocks/chunks).
     let chunk_rows = |c: usize| (c * blocks / chunks * block_rows).min(m);
     let partial_len = n_out * n_in + n_out;
-    // NOTE: the chunks run as rayon tasks of the current pool, so `Rayon(n)` with n
-    // below the chunk count may still use up to `chunks` threads of a larger pool.
-    let in_chunks = par.max_threads() > 1;
+    // At most `groups` tasks run at once, each a run of consecutive chunks, so `Rayon(n)`
+    // never keeps more than n threads busy, whatever the pool's size.
+    let groups = par.max_threads().min(chunks);
+    let first_group_end = (chunks / groups).max(1);
     let run = |partials: &mut [f32]| -> Result<(), Error> {
         let (first_input_delta, rest_input_delta) = match input_delta {
             Some(view) => {
-                let (first, rest) = view.split_rows_at(chunk_rows(1))?;
+                let (first, rest) = view.split_rows_at(chunk_rows(first_group_end))?;
                 (Some(first), Some(rest))
             }
             None => (None, None),
         };
-        let first_rows = 0..chunk_rows(1);
+        let (first_partials, rest_partials) =
+            partials.split_at_mut((first_group_end - 1) * partial_len);
         let (first, rest) = join(
-            in_chunks,
+            groups > 1,
             || {
+                // The first group: chunk 0 into the caller's gradients, then the group's
+                // other chunks into their partials.
+                let (chunk_zero_delta, group_delta) = match first_input_delta {
+                    Some(view) => {
+                        let (zero, others) = view.split_rows_at(chunk_rows(1))?;
+                        (Some(zero), Some(others))
+                    }
+                    None => (None, None),
+                };
                 layer.accumulate(
-                    first_rows,
+                    0..chunk_rows(1),
                     grad_weights.rb_mut(),
                     grad_bias,
                     mode,
-                    first_input_delta,
+                    chunk_zero_delta,
                     Parallelism::Sequential,
+                )?;
+                layer.accumulate_partials(
+                    1..first_group_end,
+                    &chunk_rows,
+                    first_partials,
+                    group_delta,
+                    1,
                 )
             },
             || {
                 layer.accumulate_partials(
-                    1..chunks,
+                    first_group_end..chunks,
                     &chunk_rows,
-                    partials,
+                    rest_partials,
                     rest_input_delta,
-                    in_chunks,
+                    groups - 1,
                 )
             },
         );
@@ -236,7 +254,7 @@ pub(super) fn backward(
 
         // Fixed order for every element: chunk 1, then 2, and so on. Bands of rows of
         // `dW` may go to different threads, which changes no sum.
-        add_partial_weights(grad_weights.rb_mut(), 0, partials, partial_len, in_chunks);
+        add_partial_weights(grad_weights.rb_mut(), 0, partials, partial_len, groups);
         for partial in partials.chunks_exact(partial_len) {
             for (sum, &p) in grad_bias.iter_mut().zip(&partial[n_out * n_in..]) {
                 *sum += p;
@@ -285,22 +303,33 @@ fn join<A: Send, B: Send>(
 const MIN_REDUCE_ROWS: usize = 32;
 
 /// Adds to `sums`, rows `first_row..` of `dW`, the same rows of each partial gradient in
-/// `partials` (each `partial_len` long, `dW` row-major first), in partial order. With `parallel`, bands of rows are split across rayon tasks.
+/// `partials` (each `partial_len` long, `dW` row-major first), in partial order. Bands of
+/// rows are split across at most `tasks` rayon tasks.
 fn add_partial_weights(
     mut sums: MatMut<'_>,
     first_row: usize,
     partials: &[f32],
     partial_len: usize,
-    parallel: bool,
+    tasks: usize,
 ) {
     let (rows, cols) = (sums.rows(), sums.cols());
-    if parallel && rows >= 2 * MIN_REDUCE_ROWS {
+    if tasks > 1 && rows >= 2 * MIN_REDUCE_ROWS {
         let mid = rows / 2;
+        let top_tasks = tasks / 2;
         if let Ok((top, bottom)) = sums.rb_mut().split_rows_at(mid) {
             join(
                 true,
-                || add_partial_weights(top, first_row, partials, partial_len, true),
-                || add_partial_weights(bottom, first_row + mid, partials, partial_len, true),
+                || add_partial_weights(top, first_row, partials, partial_len, top_tasks),
+                || {
+                    let bottom_tasks = tasks - top_tasks;
+                    add_partial_weights(
+                        bottom,
+                        first_row + mid,
+                        partials,
+                        partial_len,
+                        bottom_tasks,
+                    )
+                },
             );
             return;
         }
@@ -338,32 +367,47 @@ fn add_into(sums: &mut MatMut<'_>, partial: &[f32]) {
 impl Layer<'_> {
     /// Overwrites one partial gradient per chunk in `chunks`, each a slice of `partials`
     /// containing `dW` row-major then `db`, and writes the chunks' rows of `input_delta`,
-    /// whose first row is the first sample of `chunks.start`.
+    /// whose first row is the first sample of `chunks.start`. The chunks run as `groups`
+    /// runs of consecutive chunks, one rayon task each.
     fn accumulate_partials(
         &self,
         chunks: Range<usize>,
         chunk_rows: &(impl Fn(usize) -> usize + Sync),
         partials: &mut [f32],
-        input_delta: Option<MatMut<'_>>,
-        parallel: bool,
+        mut input_delta: Option<MatMut<'_>>,
+        groups: usize,
     ) -> Result<(), Error> {
         let (n_in, n_out) = (self.input.cols(), self.weights.rows());
         let partial_len = n_out * n_in + n_out;
-        if chunks.len() == 1 {
-            let (partial_weights, partial_bias) = partials.split_at_mut(n_out * n_in);
-            let partial_weights = MatMut::from_slice(partial_weights, n_out, n_in)?;
-            let rows = chunk_rows(chunks.start)..chunk_rows(chunks.end);
-            return self.accumulate(
-                rows,
-                partial_weights,
-                partial_bias,
-                GradMode::Overwrite,
-                input_delta,
-                Parallelism::Sequential,
-            );
+        if groups <= 1 || chunks.len() <= 1 {
+            let first_row = chunk_rows(chunks.start);
+            for (chunk, partial) in chunks.zip(partials.chunks_exact_mut(partial_len)) {
+                let rows = chunk_rows(chunk)..chunk_rows(chunk + 1);
+                let (partial_weights, partial_bias) = partial.split_at_mut(n_out * n_in);
+                let partial_weights = MatMut::from_slice(partial_weights, n_out, n_in)?;
+                let chunk_delta = match input_delta.as_mut() {
+                    Some(view) => Some(view.rb_mut().submatrix_mut(
+                        rows.start - first_row,
+                        0,
+                        rows.len(),
+                        n_in,
+                    )?),
+                    None => None,
+                };
+                self.accumulate(
+                    rows,
+                    partial_weights,
+                    partial_bias,
+                    GradMode::Overwrite,
+                    chunk_delta,
+                    Parallelism::Sequential,
+                )?;
+            }
+            return Ok(());
         }
 
-        let mid = chunks.start + chunks.len() / 2;
+        let left_groups = groups / 2;
+        let mid = chunks.start + chunks.len() * left_groups / groups;
         let (left, right) = partials.split_at_mut((mid - chunks.start) * partial_len);
         let (left_delta, right_delta) = match input_delta {
             Some(view) => {
@@ -374,9 +418,26 @@ impl Layer<'_> {
             None => (None, None),
         };
         let (left_result, right_result) = join(
-            parallel,
-            || self.accumulate_partials(chunks.start..mid, chunk_rows, left, left_delta, parallel),
-            || self.accumulate_partials(mid..chunks.end, chunk_rows, right, right_delta, parallel),
+            true,
+            || {
+                self.accumulate_partials(
+                    chunks.start..mid,
+                    chunk_rows,
+                    left,
+                    left_delta,
+                    left_groups,
+                )
+            },
+            || {
+                let right_groups = groups - left_groups;
+                self.accumulate_partials(
+                    mid..chunks.end,
+                    chunk_rows,
+                    right,
+                    right_delta,
+                    right_groups,
+                )
+            },
         );
         left_result.and(right_result)
     }
