@@ -15,9 +15,12 @@
 //!   ([`MatRef::t`]), never a copy. Constructors check every index, so safe code cannot read or
 //!   write out of bounds.
 //! - Errors are values: a bad shape returns an [`Error`] that names the operand and both
-//!   shapes. Kernels and layers return errors for bad shapes, strides and values instead of
-//!   panicking; the owned [`Matrix::zeros`] panics on a size that overflows, as `vec!` does,
-//!   and [`Matrix::try_zeros`] returns an error instead.
+//!   shapes. Kernels return errors for bad shapes, strides and arguments instead of
+//!   panicking, and compute on NaN and infinity as IEEE arithmetic does (ReLU maps NaN to
+//!   0). The [`layer`] API also checks values: a NaN input, a class index out of range or
+//!   non-finite logits are an error that names the row. The owned [`Matrix::zeros`] panics on
+//!   a size that overflows, as `vec!` does, and [`Matrix::try_zeros`] returns an error
+//!   instead.
 //!
 //! # Example
 //!
@@ -36,7 +39,7 @@
 //!
 //!     // A wrong shape is an error that names the operand, not a panic.
 //!     let err = gemm(1.0, x, w, 0.0, z.as_mut(), Parallelism::Sequential).unwrap_err();
-//!     assert_eq!(err.to_string(), "b: expected 3 × 3, got 2 × 3");
+//!     assert_eq!(err.to_string(), "b: expected 3 × 2, got 2 × 3");
 //!     Ok(())
 //! }
 //! ```

@@ -768,8 +768,13 @@ pub(crate) fn gemm_dims(
     b: MatRef<'_>,
     c: MatRef<'_>,
 ) -> Result<(usize, usize, usize), Error> {
-    let (m, k, n) = (a.rows(), a.cols(), b.cols());
-    Error::check_shape("b", Shape::new(k, n), b.shape())?;
+    let (m, k) = (a.rows(), a.cols());
+    // When B's rows do not match A, C's width is the better guess for the B that fits: a
+    // weight matrix passed without `.t()` then gets the transposed shape as its fix.
+    if b.rows() != k {
+        Error::check_shape("b", Shape::new(k, c.cols()), b.shape())?;
+    }
+    let n = b.cols();
     Error::check_shape("c", Shape::new(m, n), c.shape())?;
     Ok((m, k, n))
 }

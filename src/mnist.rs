@@ -21,31 +21,37 @@
 //! use densegrad::{Activation, mnist};
 //! use rand::{SeedableRng, seq::SliceRandom};
 //!
-//! let data = mnist::read_sample("data/mnist-sample")?; // 8,000 training, 2,000 test digits
-//! let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
-//! let layers = vec![
-//!     Dense::new(784, 128, Activation::Relu, Init::HeUniform, &mut rng)?,
-//!     Dense::new(128, 10, Activation::Softmax, Init::XavierUniform, &mut rng)?,
-//! ];
-//! let mut net = Sequential::new(layers, Loss::SoftmaxCrossEntropy)?;
-//! let mut sgd = Sgd::new(0.1).with_momentum(0.9);
+//! fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     // The sample is in this repository's data/mnist-sample: run from the repository root,
+//!     // or give the folder's full path. 8,000 training and 2,000 test digits.
+//!     let data = mnist::read_sample("data/mnist-sample")?;
+//!     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+//!     let layers = vec![
+//!         Dense::new(784, 128, Activation::Relu, Init::HeUniform, &mut rng)?,
+//!         Dense::new(128, 10, Activation::Softmax, Init::XavierUniform, &mut rng)?,
+//!     ];
+//!     let mut net = Sequential::new(layers, Loss::SoftmaxCrossEntropy)?;
+//!     let mut sgd = Sgd::new(0.1).with_momentum(0.9);
 //!
-//! // The split is sorted by digit, so shuffle it, then take steps on batches of 100 rows.
-//! let mut order: Vec<usize> = (0..data.train.len()).collect();
-//! order.shuffle(&mut rng);
-//! let train = data.train.select(&order)?;
-//! for start in (0..train.len()).step_by(100) {
-//!     let x = train.images.as_ref().submatrix(start, 0, 100, 784)?;
-//!     net.train_step(x, Targets::Classes(&train.labels[start..start + 100]), &mut sgd)?;
+//!     // The split is sorted by digit, so shuffle it, then take steps on batches of 100 rows.
+//!     let mut order: Vec<usize> = (0..data.train.len()).collect();
+//!     order.shuffle(&mut rng);
+//!     let train = data.train.select(&order)?;
+//!     for start in (0..train.len()).step_by(100) {
+//!         let x = train.images.as_ref().submatrix(start, 0, 100, 784)?;
+//!         net.train_step(x, Targets::Classes(&train.labels[start..start + 100]), &mut sgd)?;
+//!     }
+//!
+//!     let test = Targets::Classes(&data.test.labels);
+//!     let (loss, accuracy) = net.evaluate(data.test.images.as_ref(), test)?;
+//!     println!("test loss {loss:.3}, accuracy {:.1} %", 100.0 * accuracy);
+//!     assert!(accuracy > 0.85);
+//!
+//!     // The weights in the safetensors format; std::fs::write keeps them in a file.
+//!     let bytes = net.to_safetensors()?;
+//!     println!("{} bytes of weights", bytes.len());
+//!     Ok(())
 //! }
-//!
-//! let test = Targets::Classes(&data.test.labels);
-//! let (loss, accuracy) = net.evaluate(data.test.images.as_ref(), test)?;
-//! println!("test loss {loss:.3}, accuracy {:.1} %", 100.0 * accuracy);
-//! assert!(accuracy > 0.85);
-//! let bytes = net.to_safetensors()?; // write with std::fs::write to keep the model
-//! # assert!(!bytes.is_empty());
-//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
 use std::io;

@@ -562,6 +562,13 @@ fn errors_name_operand_and_shapes() {
     );
     assert_eq!(err.to_string(), "c: expected 3 × 2, got 2 × 3");
 
+    // A weight matrix passed without `.t()`: the expected B takes C's width, so the
+    // message shows the transposed shape that fits.
+    let (x, w) = (Matrix::zeros(2, 3), Matrix::zeros(2, 3));
+    let mut z = Matrix::zeros(2, 2);
+    let err = shape_error(&x, &w, &mut z);
+    assert_eq!(err.to_string(), "b: expected 3 × 2, got 2 × 3");
+
     // `a` fixes m and k: a wrong `a` shows up as a mismatch of `b` or `c`.
     let a = Matrix::zeros(2, 4);
     let mut c = Matrix::zeros(3, 2);

@@ -58,8 +58,9 @@ pub const PARALLEL_MIN_FLOPS: u64 = 1 << 23;
 ///
 /// # Errors
 ///
-/// [`Error::ShapeMismatch`] naming `b` when `b.rows() != a.cols()`, or `c` when `c` is not
-/// `a.rows() × b.cols()`. Nothing is written then.
+/// [`Error::ShapeMismatch`] naming `b` when `b.rows() != a.cols()` (the expected shape is
+/// `a.cols() × c.cols()`), or `c` when `c` is not `a.rows() × b.cols()`. Nothing is written
+/// then.
 pub fn gemm(
     alpha: f32,
     a: MatRef<'_>,

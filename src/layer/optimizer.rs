@@ -29,9 +29,10 @@ pub trait Optimizer {
     ///
     /// # Errors
     ///
-    /// [`Error::LengthMismatch`] naming `grads` when it is not as long as `params`, or
-    /// `params` when tensor `index` had another length before; [`Error::InvalidArgument`]
-    /// naming `index` when it skips a number. Nothing changes on error.
+    /// [`Error::LengthMismatch`] naming `grads` when it is not as long as `params`;
+    /// [`Error::InvalidArgument`] naming `params` when tensor `index` had another length
+    /// before (the optimiser is being used with another network), or `index` when it skips
+    /// a number. Nothing changes on error.
     fn update(&mut self, index: usize, params: &mut [f32], grads: &[f32]) -> Result<(), Error>;
 }
 
@@ -258,8 +259,8 @@ impl Optimizer for Adam {
 ///
 /// # Errors
 ///
-/// [`Error::InvalidArgument`] when `index` skips a number, and [`Error::LengthMismatch`]
-/// when the tensor had another length before.
+/// [`Error::InvalidArgument`] naming `index` when it skips a number, or `params` when the
+/// tensor had another length before.
 fn state_for(states: &mut Vec<Vec<f32>>, index: usize, len: usize) -> Result<&mut [f32], Error> {
     if index > states.len() {
         return Err(Error::InvalidArgument {
@@ -275,7 +276,17 @@ fn state_for(states: &mut Vec<Vec<f32>>, index: usize, len: usize) -> Result<&mu
         states.push(vec![0.0; len]);
     }
     let state = &mut states[index];
-    Error::check_len("params", state.len(), len)?;
+    if state.len() != len {
+        return Err(Error::InvalidArgument {
+            operand: "params",
+            reason: format!(
+                "tensor {index} has {len} elements, but this optimiser's state for tensor \
+                 {index} has {}; an optimiser keeps state for one network, so give each \
+                 network its own",
+                state.len()
+            ),
+        });
+    }
     Ok(state)
 }
 

@@ -202,7 +202,8 @@ impl Sequential {
     ///   than softmax cross-entropy.
     /// - [`Error::InvalidValue`] naming `logits` and the first row whose output-layer logit
     ///   is not finite, which happens once the parameters have diverged.
-    /// - [`Error::InvalidArgument`] from `optimizer` for a hyperparameter out of range.
+    /// - [`Error::InvalidArgument`] from `optimizer` for a hyperparameter out of range, or
+    ///   naming `params` when the optimiser has updated another network before.
     pub fn train_step<O: Optimizer + ?Sized>(
         &mut self,
         x: MatRef<'_>,
@@ -269,7 +270,7 @@ impl Sequential {
     ///
     /// # Errors
     ///
-    /// The input and target errors of [`train_step`](Sequential::train_step).
+    /// The input, target and `logits` errors of [`train_step`](Sequential::train_step).
     pub fn evaluate(&mut self, x: MatRef<'_>, targets: Targets<'_>) -> Result<(f32, f32), Error> {
         let m = x.rows();
         check_not_empty(x)?;
