@@ -796,3 +796,52 @@ fn safetensors_bytes_repeatable() {
     let copy = Sequential::from_safetensors(&first).unwrap();
     assert_eq!(copy.to_safetensors().unwrap(), first);
 }
+
+#[test]
+fn predict_non_finite_outputs_name_row() {
+    let layers = |output_bias: f32| {
+        let hidden = Dense::from_parameters(
+            Matrix::from_fn(4, 3, |i, j| (i + j) as f32 + 1.0),
+            vec![0.0; 4],
+            Activation::Relu,
+        )
+        .unwrap();
+        let output = Dense::from_parameters(
+            Matrix::from_fn(2, 4, |i, j| (i * 4 + j) as f32 * 0.1 - 0.3),
+            vec![0.0, output_bias],
+            Activation::Softmax,
+        )
+        .unwrap();
+        Sequential::new(vec![hidden, output], Loss::SoftmaxCrossEntropy).unwrap()
+    };
+    let x = Matrix::from_fn(3, 3, |i, j| (i * 3 + j) as f32);
+
+    // Finite parameters and inputs predict.
+    assert_eq!(layers(0.0).predict(x.as_ref()).unwrap().len(), 3);
+
+    // A NaN bias: argmax over NaN outputs would silently name class 0.
+    let err = layers(f32::NAN).predict(x.as_ref()).unwrap_err();
+    assert!(matches!(
+        err,
+        Error::InvalidValue {
+            operand: "outputs",
+            row: 0,
+            ..
+        }
+    ));
+
+    // A finite input so large that row 2 overflows in the hidden layer.
+    let mut huge = x.clone();
+    for j in 0..3 {
+        huge.as_mut().set(2, j, 1e38).unwrap();
+    }
+    let err = layers(0.0).predict(huge.as_ref()).unwrap_err();
+    assert!(matches!(
+        err,
+        Error::InvalidValue {
+            operand: "outputs",
+            row: 2,
+            ..
+        }
+    ));
+}

@@ -242,7 +242,9 @@ impl Sequential {
     ///
     /// # Errors
     ///
-    /// The errors of [`forward`](Sequential::forward).
+    /// The errors of [`forward`](Sequential::forward), and [`Error::InvalidValue`] naming
+    /// `outputs` and the first row with an output that is not finite (NaN or infinite
+    /// parameters), where the largest output would not name a class.
     pub fn predict(&mut self, x: MatRef<'_>) -> Result<Vec<usize>, Error> {
         self.check_input(x)?;
         let mut classes = Vec::with_capacity(x.rows());
@@ -253,6 +255,7 @@ impl Sequential {
             let chunk = x.submatrix(start, 0, rows, x.cols())?;
             self.forward_rows(chunk, false)?;
             let outputs = self.workspace.output(self.layers.len() - 1, rows);
+            check_values(outputs, "outputs", Range::Finite).map_err(|e| shift_row(e, start))?;
             classes.extend((0..rows).map(|i| row_class(outputs, i)));
             start += rows;
         }
