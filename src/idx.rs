@@ -94,10 +94,17 @@ pub enum IdxError {
     },
 
     /// Images and labels disagree on the number of samples.
-    #[error("{images} images but {labels} labels; the two files must describe the same samples")]
+    #[error(
+        "{images_name} has {images} images but {labels_name} has {labels} labels; the two \
+         files must describe the same samples"
+    )]
     CountMismatch {
+        /// The image file.
+        images_name: String,
         /// Number of images.
         images: usize,
+        /// The label file.
+        labels_name: String,
         /// Number of labels.
         labels: usize,
     },
@@ -193,11 +200,14 @@ pub fn read_labelled(
     images: impl AsRef<Path>,
     labels: impl AsRef<Path>,
 ) -> Result<Labelled, IdxError> {
-    let images = read_images(images)?;
-    let labels = read_labels(labels)?;
+    let (images_path, labels_path) = (images.as_ref(), labels.as_ref());
+    let images = read_images(images_path)?;
+    let labels = read_labels(labels_path)?;
     if images.count != labels.len() {
         return Err(IdxError::CountMismatch {
+            images_name: images_path.display().to_string(),
             images: images.count,
+            labels_name: labels_path.display().to_string(),
             labels: labels.len(),
         });
     }

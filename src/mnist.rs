@@ -306,9 +306,14 @@ pub fn read_sample(dir: impl AsRef<Path>) -> Result<Split, IdxError> {
 pub fn read_mnist(dir: impl AsRef<Path>) -> Result<Split, IdxError> {
     let dir = dir.as_ref();
     if !dir.is_dir() {
+        let reason = if dir.exists() {
+            "not a directory; give the folder that holds the MNIST files"
+        } else {
+            "no such directory"
+        };
         return Err(IdxError::Io {
             path: dir.to_owned(),
-            source: io::Error::new(io::ErrorKind::NotFound, "no such directory"),
+            source: io::Error::new(io::ErrorKind::NotFound, reason),
         });
     }
     let [train_images, train_labels, test_images, test_labels] =

@@ -160,9 +160,18 @@ fn labelled_count_mismatch() {
         err,
         IdxError::CountMismatch {
             images: 3,
-            labels: 2
+            labels: 2,
+            ..
         }
     ));
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "{} has 3 images but {} has 2 labels; the two files must describe the same samples",
+            images.display(),
+            labels.display()
+        )
+    );
 }
 
 #[test]

@@ -187,6 +187,31 @@ fn read_mnist_missing_file() {
 }
 
 #[test]
+fn read_mnist_not_a_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("notes.txt");
+    std::fs::write(&file, "not MNIST").unwrap();
+    for (path, reason) in [
+        (
+            file.clone(),
+            "not a directory; give the folder that holds the MNIST files",
+        ),
+        (dir.path().join("absent"), "no such directory"),
+    ] {
+        let err = mnist::read_mnist(&path).unwrap_err();
+        let IdxError::Io {
+            path: named,
+            source,
+        } = &err
+        else {
+            panic!("expected an I/O error, got {err}");
+        };
+        assert_eq!(named, &path);
+        assert_eq!(source.to_string(), reason);
+    }
+}
+
+#[test]
 fn train_epoch_visits_every_sample() {
     // With a learning rate of 0 the parameters never change. So the epoch's mean loss equals
     // the loss of the whole training set, whatever the batch size, only if every sample is
