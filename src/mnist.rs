@@ -19,13 +19,13 @@
 //! ```
 //! use densegrad::layer::{Dense, Init, Loss, Sequential, Sgd, Targets};
 //! use densegrad::{Activation, mnist};
-//! use rand::{SeedableRng, seq::SliceRandom};
+//! use densegrad::rand::{SeedableRng, seq::SliceRandom};
 //!
 //! fn main() -> Result<(), Box<dyn std::error::Error>> {
 //!     // The sample is in this repository's data/mnist-sample: run from the repository root,
 //!     // or give the folder's full path. 8,000 training and 2,000 test digits.
 //!     let data = mnist::read_sample("data/mnist-sample")?;
-//!     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+//!     let mut rng = densegrad::rand_chacha::ChaCha8Rng::seed_from_u64(0);
 //!     let layers = vec![
 //!         Dense::new(784, 128, Activation::Relu, Init::HeUniform, &mut rng)?,
 //!         Dense::new(128, 10, Activation::Softmax, Init::XavierUniform, &mut rng)?,

@@ -40,6 +40,8 @@ impl Dense {
     /// from `rng` and zero biases.
     ///
     /// Pass a seeded generator such as `rand_chacha::ChaCha8Rng` for reproducible weights.
+    /// `R` is a generator of rand 0.9; [`crate::rand`] and [`crate::rand_chacha`] re-export
+    /// that version, so a project that depends on another rand still has one that fits.
     ///
     /// # Errors
     ///
