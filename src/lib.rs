@@ -16,7 +16,7 @@
 //!   write out of bounds.
 //! - Errors are values: a bad shape returns an [`Error`] that names the operand and both
 //!   shapes. Kernels return errors for bad shapes, strides and arguments instead of
-//!   panicking, and compute on NaN and infinity as IEEE arithmetic does (ReLU maps NaN to
+//!   panicking. They compute on NaN and infinity as IEEE arithmetic does (ReLU maps NaN to
 //!   0). The [`layer`] API also checks values: a NaN input, a class index out of range or
 //!   non-finite logits are an error that names the row. The owned [`Matrix::zeros`] panics on
 //!   a size that overflows, as `vec!` does, and [`Matrix::try_zeros`] returns an error
