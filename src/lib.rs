@@ -82,8 +82,8 @@ pub use parallel::Parallelism;
 /// helpers take. Use it (and [`rand_chacha`]) through `densegrad` to get generators that
 /// fit, whatever `rand` version a project depends on itself.
 pub use rand;
-/// The ChaCha generators of the `rand` version that [`rand`] re-exports; the trainer and the
-/// examples seed `rand_chacha::ChaCha8Rng`.
+/// The ChaCha generators of the `rand` version that [`rand`] re-exports. The trainer and
+/// the examples seed `rand_chacha::ChaCha8Rng`.
 pub use rand_chacha;
 
 /// Returns the name of the SIMD path the kernels run on: `"avx512"`, `"avx2"` or

@@ -47,7 +47,7 @@
 //!     println!("test loss {loss:.3}, accuracy {:.1} %", 100.0 * accuracy);
 //!     assert!(accuracy > 0.85);
 //!
-//!     // The weights in the safetensors format; std::fs::write keeps them in a file.
+//!     // Serialise the weights as safetensors, which std::fs::write can keep in a file.
 //!     let bytes = net.to_safetensors()?;
 //!     println!("{} bytes of weights", bytes.len());
 //!     Ok(())

@@ -307,7 +307,8 @@ fn results_thread_count_independent() {
         let delta = random_matrix(&mut rng, m, n_out);
 
         let one = run_in_pool(1, Parallelism::Rayon(0), &x, &w, &delta);
-        // The one-thread gradients, chunked as the shape asks, match the reference.
+        // The one-thread gradients, split into the chunks the shape calls for, match the
+        // reference.
         let expected =
             reference::dense_backward(x.as_ref(), w.as_ref(), delta.as_ref(), Activation::Sigmoid)
                 .unwrap();
