@@ -412,6 +412,11 @@ fn shapes_tall_and_skinny() {
             (10, 128, 128),
             (128, 128, 10),
             (3, 300, 2),
+            // B larger than half of L2 with few rows of C: the turned problem reads it in
+            // place as its A operand instead of packing it.
+            (1, 784, 256),
+            (4, 1000, 300),
+            (64, 784, 256),
         ] {
             for a_layout in [Layout::RowMajor, Layout::ColMajor] {
                 Case {

@@ -39,6 +39,15 @@ const DIRECT_OPERAND_L2_SHARE: f64 = 0.5;
 /// crate on one AVX-512 machine.
 const DIRECT_B_MAX_ROW_TILES: usize = 8;
 
+/// Maximum number of `nr`-column micro-panels of C for which A is read in place whatever
+/// its size, when its columns are contiguous. Each micro-panel reads all of A once, so a
+/// packed copy is reused at most this many times, which does not repay the copy. The
+/// value 32 was chosen by timing products with k = 784 and 256 rows of A on one AVX-512
+/// core: reading in place took `m` = 1, 4, 16 and 64 from 13, 43, 97 and 101 GFLOP/s
+/// to 32, 108, 111 and 112, while reading 1024³ and 2048³ in place (128 and 256
+/// micro-panels) lost 7 and 13 %.
+const DIRECT_A_MAX_COL_TILES: usize = 32;
+
 /// Choice of the operands that the micro-kernels read in place instead of packed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct DirectOperands {
@@ -47,8 +56,8 @@ pub(crate) struct DirectOperands {
 }
 
 impl DirectOperands {
-    /// Chooses for `problem`: A when its columns are contiguous and it is small, B when it
-    /// is small or A has few row tiles. [`Packing::Always`] packs both.
+    /// Chooses for `problem`: A when its columns are contiguous and it is small or C has
+    /// few column micro-panels, B when it is small or A has few row tiles. [`Packing::Always`] packs both.
     pub(crate) fn choose(
         problem: &Problem,
         kernels: &KernelSet,
@@ -60,7 +69,9 @@ impl DirectOperands {
         let direct_limit = (CacheSizes::detected().l2 as f64 * DIRECT_OPERAND_L2_SHARE) as usize;
         let bytes = |rows: usize, cols: usize| rows.saturating_mul(cols) * size_of::<f32>();
         DirectOperands {
-            a: problem.a.row_stride == 1 && bytes(problem.m, problem.k) < direct_limit,
+            a: problem.a.row_stride == 1
+                && (bytes(problem.m, problem.k) < direct_limit
+                    || problem.n <= DIRECT_A_MAX_COL_TILES * kernels.nr),
             b: bytes(problem.k, problem.n) < direct_limit
                 || problem.m <= DIRECT_B_MAX_ROW_TILES * kernels.mr(),
         }
