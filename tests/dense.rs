@@ -475,6 +475,29 @@ fn check_backward(arch: Arch, rng: &mut ChaCha8Rng, shape: (usize, usize, usize)
 }
 
 #[test]
+fn single_sample_matches_reference() {
+    // One sample through a layer, or a layer with one output, takes the dot-product path
+    // with the bias and activation applied element by element; a layer with one input
+    // does the same for the derivative of the backward pass.
+    let mut rng = ChaCha8Rng::seed_from_u64(6);
+    for arch in Arch::supported() {
+        let shapes = [
+            (1, 16, 1),
+            (1, 17, 33),
+            (1, 40, 7),
+            (1, 784, 10),
+            (9, 40, 1),
+            (1, 1, 33),
+            (5, 1, 40),
+        ];
+        for shape in shapes {
+            check_forward(arch, &mut rng, shape);
+            check_backward(arch, &mut rng, shape);
+        }
+    }
+}
+
+#[test]
 fn paths_match_reference_at_edges() {
     let mut rng = ChaCha8Rng::seed_from_u64(5);
     for arch in Arch::supported() {

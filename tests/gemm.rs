@@ -430,6 +430,33 @@ fn shapes_tall_and_skinny() {
     }
 }
 
+#[test]
+fn dot_path_single_row_or_column() {
+    // One row or one column of C with A's rows and B's columns contiguous takes the
+    // dot-product path: depths around the vector and chain widths, and every C layout.
+    let mut rng = Rng(0x5eed_0000_0000_0d07);
+    for arch in Arch::supported() {
+        let path = (arch, Packing::Auto);
+        for k in [16, 17, 31, 63, 64, 65, 100, 784] {
+            for (m, n) in [(1, 1), (1, 7), (1, 40), (9, 1)] {
+                for c_variant in 0..4 {
+                    for (alpha, beta) in [(1.0, 0.0), (-0.5, 1.0), (2.3, -0.5)] {
+                        Case {
+                            a_layout: Layout::RowMajor,
+                            b_layout: Layout::ColMajor,
+                            c_variant,
+                            alpha,
+                            beta,
+                            ..Case::simple(m, k, n)
+                        }
+                        .check(path, &mut rng);
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// Runs `gemm_with_arch` into a fresh row-major C filled with `c_fill`.
 fn run_filled(arch: Arch, alpha: f32, a: &Matrix, b: &Matrix, beta: f32, c_fill: f32) -> Matrix {
     let mut c = Matrix::from_fn(a.rows(), b.cols(), |_, _| c_fill);
@@ -451,14 +478,21 @@ fn beta_zero_ignores_nan_and_inf() {
     let mut rng = Rng(7);
     let a = Matrix::from_fn(23, 31, |_, _| rng.value());
     let b = Matrix::from_fn(31, 19, |_, _| rng.value());
+    // One row of C over a row-major A and a column of B: the dot-product path.
+    let row = Matrix::from_fn(1, 31, |_, _| rng.value());
+    let column = Matrix::from_fn(31, 1, |_, _| rng.value());
     for arch in Arch::supported() {
         for poison in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
             for alpha in [1.0, 0.0] {
-                let c = run_filled(arch, alpha, &a, &b, 0.0, poison);
-                assert!(
-                    c.as_slice().iter().all(|x| x.is_finite()),
-                    "{arch:?} {poison} α={alpha}"
-                );
+                for (a, b) in [(&a, &b), (&row, &column)] {
+                    let c = run_filled(arch, alpha, a, b, 0.0, poison);
+                    assert!(
+                        c.as_slice().iter().all(|x| x.is_finite()),
+                        "{arch:?} {poison} α={alpha} {}×{}",
+                        a.rows(),
+                        b.cols()
+                    );
+                }
             }
         }
     }

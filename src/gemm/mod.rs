@@ -2,6 +2,7 @@
 
 mod blocking;
 mod buffer;
+mod dot;
 mod nest;
 mod operand;
 mod pack;
@@ -139,10 +140,16 @@ pub fn gemm_with_options(
         post: Post::NONE,
     };
     let kernels = KernelSet::for_arch(arch.or_supported_below());
+    if packing == Packing::Auto && dot::applies(&problem) {
+        // SAFETY: as for `nest::run` below.
+        unsafe { dot::run(&problem, kernels) };
+        return Ok(());
+    }
     let blocking = Blocking::for_kernels(kernels);
-    // NOTE: when both operands are contiguous along k (A·Bᵀ of row-major matrices), one of
-    // them is packed through a transposing copy, because there is no dot-product kernel.
-    // At 10×128×128 this leaves A·Bᵀ near 60 GFLOP/s on a Zen 4 core where A·B reaches 100.
+    // NOTE: when both operands are contiguous along k (A·Bᵀ of row-major matrices) and C
+    // has several rows and columns, one of them is packed through a transposing copy: the
+    // dot-product path serves a single row or column only. At 10×128×128 this leaves A·Bᵀ
+    // near 65 GFLOP/s on a Zen 4 core where A·B reaches 100.
     let mut direct = DirectOperands::choose(&problem, kernels, packing);
     let transposed = problem.t();
     let transposed_direct = DirectOperands::choose(&transposed, kernels, packing);
@@ -203,6 +210,11 @@ pub(crate) unsafe fn gemm_fused(
         post,
     };
     let kernels = KernelSet::for_arch(arch.or_supported_below());
+    if dot::applies(&problem) {
+        // SAFETY: as for `nest::run` below.
+        unsafe { dot::run(&problem, kernels) };
+        return Ok(());
+    }
     let blocking = Blocking::for_kernels(kernels);
     let mut direct = DirectOperands::choose(&problem, kernels, Packing::Auto);
     let transposed = problem.t();

@@ -79,6 +79,16 @@ pub(crate) trait Lane: Copy {
         unsafe { std::ptr::copy_nonoverlapping(buffer.as_ptr(), ptr, len) };
     }
 
+    /// Returns the sum of the `WIDTH` elements, added in order.
+    #[inline(always)]
+    fn sum(self) -> f32 {
+        const { assert!(Self::WIDTH <= MAX_WIDTH) };
+        let mut lanes = [0.0f32; MAX_WIDTH];
+        // SAFETY: `lanes` has room for MAX_WIDTH ≥ WIDTH elements.
+        unsafe { self.store(lanes.as_mut_ptr()) };
+        lanes[..Self::WIDTH].iter().sum()
+    }
+
     /// Returns `self · b + c`, fused where the instruction set has FMA.
     fn mul_add(self, b: Self, c: Self) -> Self;
 

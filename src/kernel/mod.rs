@@ -6,6 +6,7 @@
 //! the path at run time.
 
 mod dispatch;
+mod dot;
 mod lane;
 mod microkernel;
 mod peak;

@@ -6,7 +6,7 @@
 //! the element's value and its (row, column) in the output, never on where the tile
 //! starts or how large it is, so tiled and threaded results stay bitwise equal.
 
-use super::lane::{Lane, MAX_WIDTH as MAX_LANE_WIDTH};
+use super::lane::{Lane, MAX_WIDTH as MAX_LANE_WIDTH, WideF32x8};
 use crate::Activation;
 
 /// A bias added to every element of a row or of a column of the output.
@@ -120,6 +120,26 @@ impl Post {
             }
             _ => None,
         }
+    }
+
+    /// Returns `value`, element (`row`, `col`) of the output, after every step: the bias,
+    /// then the activation or the derivative. For paths that produce C element by element;
+    /// the arithmetic is that of [`apply`](Self::apply) on one lane.
+    ///
+    /// # Safety
+    ///
+    /// The pointers refer to element (0, 0) of the output, and (`row`, `col`) lies inside
+    /// it, so the bias and derivative input elements they name are readable.
+    pub(crate) unsafe fn apply_scalar(&self, value: f32, row: usize, col: usize) -> f32 {
+        // SAFETY: portable lanes run on every CPU; the caller guarantees the element.
+        let out = unsafe { self.apply(WideF32x8::splat(value), row, col, 1) };
+        let mut lanes = [0.0f32; MAX_LANE_WIDTH];
+        // SAFETY: `lanes` has room for MAX_LANE_WIDTH ≥ 8 elements.
+        unsafe { out.store(lanes.as_mut_ptr()) };
+        if let Some(activation) = self.slice_activation() {
+            activation.apply_slice(&mut lanes[..1]);
+        }
+        lanes[0]
     }
 
     /// Applies the bias and the lane-level function to `value`, the `valid` elements of

@@ -2,6 +2,7 @@
 //! thin `#[target_feature]` wrapper around the generic body.
 
 use super::dispatch::Arch;
+use super::dot::dot_body;
 use super::lane::WideF32x8;
 #[cfg(target_arch = "x86_64")]
 use super::lane::{Avx2F32x8, Avx512F32x16};
@@ -9,6 +10,9 @@ use super::microkernel::{Epilogue, TileArgs, tile_body};
 
 /// A compiled micro-kernel of one tile size.
 type TileFn = unsafe fn(&TileArgs, Epilogue);
+
+/// A compiled dot product: `dot(a, b, k)` is `Σ a[p]·b[p]` over `p < k`.
+type DotFn = unsafe fn(*const f32, *const f32, usize) -> f32;
 
 /// Builds `&[&[TileFn]]` indexed by `[vectors - 1][cols - 1]`, for B micro-panels with
 /// unit column stride (`true`) or any column stride (`false`).
@@ -33,6 +37,8 @@ pub(crate) struct KernelSet {
     unit_b_tiles: &'static [&'static [TileFn]],
     /// Kernels for B micro-panels with any column stride.
     strided_b_tiles: &'static [&'static [TileFn]],
+    /// The dot product of two contiguous runs.
+    dot: DotFn,
 }
 
 impl KernelSet {
@@ -53,6 +59,18 @@ impl KernelSet {
     /// Rows of a full tile.
     pub(crate) fn mr(&self) -> usize {
         self.max_vectors * self.lane_width
+    }
+
+    /// Returns `Σ a[p]·b[p]` over `p < k`.
+    ///
+    /// # Safety
+    ///
+    /// `self` came from [`KernelSet::for_arch`] with a path the CPU supports, and `a` and
+    /// `b` are each valid for `k` reads.
+    #[inline]
+    pub(crate) unsafe fn dot(&self, a: *const f32, b: *const f32, k: usize) -> f32 {
+        // SAFETY: the caller upholds the contract, and the CPU supports the path.
+        unsafe { (self.dot)(a, b, k) }
     }
 
     /// Runs the kernel for a tile of `vectors` vectors by `t.cols` columns.
@@ -90,7 +108,16 @@ static PORTABLE: KernelSet = KernelSet {
     nr: 6,
     unit_b_tiles: tile_table!(portable_tile; true; [1]; [1, 2, 3, 4, 5, 6]),
     strided_b_tiles: tile_table!(portable_tile; false; [1]; [1, 2, 3, 4, 5, 6]),
+    dot: portable_dot,
 };
+
+/// # Safety
+///
+/// The contract of [`dot_body`]; the portable path runs on every CPU.
+unsafe fn portable_dot(a: *const f32, b: *const f32, k: usize) -> f32 {
+    // SAFETY: `wide` lanes need no run-time feature; the caller upholds the rest.
+    unsafe { dot_body::<WideF32x8>(a, b, k) }
+}
 
 /// # Safety
 ///
@@ -112,7 +139,18 @@ static AVX2: KernelSet = KernelSet {
     nr: 6,
     unit_b_tiles: tile_table!(avx2_tile; true; [1, 2]; [1, 2, 3, 4, 5, 6]),
     strided_b_tiles: tile_table!(avx2_tile; false; [1, 2]; [1, 2, 3, 4, 5, 6]),
+    dot: avx2_dot,
 };
+
+/// # Safety
+///
+/// The CPU supports AVX2 and FMA, and the contract of [`dot_body`] holds.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn avx2_dot(a: *const f32, b: *const f32, k: usize) -> f32 {
+    // SAFETY: the caller guarantees AVX2 and FMA, and the rest of the contract.
+    unsafe { dot_body::<Avx2F32x8>(a, b, k) }
+}
 
 /// # Safety
 ///
@@ -137,7 +175,18 @@ static AVX512: KernelSet = KernelSet {
     nr: 8,
     unit_b_tiles: tile_table!(avx512_tile; true; [1, 2, 3]; [1, 2, 3, 4, 5, 6, 7, 8]),
     strided_b_tiles: tile_table!(avx512_tile; false; [1, 2, 3]; [1, 2, 3, 4, 5, 6, 7, 8]),
+    dot: avx512_dot,
 };
+
+/// # Safety
+///
+/// The CPU supports AVX-512F, and the contract of [`dot_body`] holds.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn avx512_dot(a: *const f32, b: *const f32, k: usize) -> f32 {
+    // SAFETY: the caller guarantees AVX-512F, and the rest of the contract.
+    unsafe { dot_body::<Avx512F32x16>(a, b, k) }
+}
 
 /// # Safety
 ///
