@@ -128,7 +128,7 @@ pub fn gemm_with_options(
         return Ok(());
     }
 
-    let mut problem = Problem {
+    let problem = Problem {
         m,
         n,
         k,
@@ -139,12 +139,30 @@ pub fn gemm_with_options(
         c: OutOperand::new(c),
         post: Post::NONE,
     };
+    // SAFETY: the problem was built from views whose shapes `gemm_dims` checked: `a` and
+    // `b` are borrowed for the call, and `c` is a unique borrow whose elements have
+    // distinct addresses (`MatMut` guarantees both). It has no element-wise steps.
+    unsafe { run(problem, arch, packing, par) };
+    Ok(())
+}
+
+/// Runs a non-empty `problem` on the dot-product path when it applies, or else through the
+/// loop nest in the cheaper orientation, with as many threads as its size and `par` allow.
+///
+/// # Safety
+///
+/// `problem` describes views that are valid for the whole call, with distinct elements of
+/// C and no other live borrow of C, and the pointers of its element-wise steps are
+/// readable for C's shape.
+unsafe fn run(mut problem: Problem, arch: Arch, packing: Packing, par: Parallelism) {
     let kernels = KernelSet::for_arch(arch.or_supported_below());
     if packing == Packing::Auto && dot::applies(&problem) {
-        // SAFETY: as for `nest::run` below.
+        // SAFETY: the path is supported (`or_supported_below`); the caller guarantees the
+        // views.
         unsafe { dot::run(&problem, kernels) };
-        return Ok(());
+        return;
     }
+
     let blocking = Blocking::for_kernels(kernels);
     // NOTE: when both operands are contiguous along k (A·Bᵀ of row-major matrices) and C
     // has several rows and columns, one of them is packed through a transposing copy: the
@@ -160,11 +178,9 @@ pub fn gemm_with_options(
     }
 
     let threads = thread_count(&problem, par);
-    // SAFETY: the path is supported (`or_supported_below`), and the problem was built from
-    // views whose shapes `gemm_dims` checked: `a` and `b` are borrowed for the call, and `c`
-    // is a unique borrow whose elements have distinct addresses (`MatMut` guarantees both).
+    // SAFETY: the path is supported (`or_supported_below`); the caller guarantees the
+    // views and the element-wise steps' pointers.
     unsafe { nest::run(&problem, kernels, blocking, direct, threads) };
-    Ok(())
 }
 
 /// `C ← A·B + β·C` followed by the element-wise `post` steps in the micro-kernel
@@ -198,7 +214,7 @@ pub(crate) unsafe fn gemm_fused(
         return Ok(());
     }
 
-    let mut problem = Problem {
+    let problem = Problem {
         m,
         n,
         k,
@@ -209,25 +225,8 @@ pub(crate) unsafe fn gemm_fused(
         c: OutOperand::new(c),
         post,
     };
-    let kernels = KernelSet::for_arch(arch.or_supported_below());
-    if dot::applies(&problem) {
-        // SAFETY: as for `nest::run` below.
-        unsafe { dot::run(&problem, kernels) };
-        return Ok(());
-    }
-    let blocking = Blocking::for_kernels(kernels);
-    let mut direct = DirectOperands::choose(&problem, kernels, Packing::Auto);
-    let transposed = problem.t();
-    let transposed_direct = DirectOperands::choose(&transposed, kernels, Packing::Auto);
-    let cost = orientation_cost(&problem, kernels, blocking, direct);
-    if orientation_cost(&transposed, kernels, blocking, transposed_direct) < cost {
-        problem = transposed;
-        direct = transposed_direct;
-    }
-
-    let threads = thread_count(&problem, par);
     // SAFETY: as in `gemm_with_options`; the caller guarantees `post`'s pointers.
-    unsafe { nest::run(&problem, kernels, blocking, direct, threads) };
+    unsafe { run(problem, arch, Packing::Auto, par) };
     Ok(())
 }
 
