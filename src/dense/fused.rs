@@ -206,13 +206,8 @@ pub(super) fn backward(
     let groups = par.max_threads().min(chunks);
     let first_group_end = (chunks / groups).max(1);
     let run = |partials: &mut [f32]| -> Result<(), Error> {
-        let (first_input_delta, rest_input_delta) = match input_delta {
-            Some(view) => {
-                let (first, rest) = view.split_rows_at(chunk_rows(first_group_end))?;
-                (Some(first), Some(rest))
-            }
-            None => (None, None),
-        };
+        let (first_input_delta, rest_input_delta) =
+            split_rows(input_delta, chunk_rows(first_group_end))?;
         let (first_partials, rest_partials) =
             partials.split_at_mut((first_group_end - 1) * partial_len);
         let (first, rest) = join(
@@ -220,13 +215,7 @@ pub(super) fn backward(
             || {
                 // The first group: chunk 0 into the caller's gradients, then the group's
                 // other chunks into their partials.
-                let (chunk_zero_delta, group_delta) = match first_input_delta {
-                    Some(view) => {
-                        let (zero, others) = view.split_rows_at(chunk_rows(1))?;
-                        (Some(zero), Some(others))
-                    }
-                    None => (None, None),
-                };
+                let (chunk_zero_delta, group_delta) = split_rows(first_input_delta, chunk_rows(1))?;
                 layer.accumulate(
                     0..chunk_rows(1),
                     grad_weights.rb_mut(),
@@ -284,6 +273,20 @@ fn with_partials<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
         (Ok(Some(value)), _) => value,
         (_, Some(f)) => f(&mut vec![0.0; len]),
         (_, None) => unreachable!("`f` ran but returned no value"),
+    }
+}
+
+/// Splits an optional view before row `mid`, into the rows above and the rows from `mid`.
+fn split_rows(
+    view: Option<MatMut<'_>>,
+    mid: usize,
+) -> Result<(Option<MatMut<'_>>, Option<MatMut<'_>>), Error> {
+    match view {
+        Some(view) => {
+            let (top, bottom) = view.split_rows_at(mid)?;
+            Ok((Some(top), Some(bottom)))
+        }
+        None => Ok((None, None)),
     }
 }
 
@@ -412,14 +415,8 @@ impl Layer<'_> {
         let left_groups = groups / 2;
         let mid = chunks.start + chunks.len() * left_groups / groups;
         let (left, right) = partials.split_at_mut((mid - chunks.start) * partial_len);
-        let (left_delta, right_delta) = match input_delta {
-            Some(view) => {
-                let (top, bottom) =
-                    view.split_rows_at(chunk_rows(mid) - chunk_rows(chunks.start))?;
-                (Some(top), Some(bottom))
-            }
-            None => (None, None),
-        };
+        let (left_delta, right_delta) =
+            split_rows(input_delta, chunk_rows(mid) - chunk_rows(chunks.start))?;
         let (left_result, right_result) = join(
             true,
             || {
