@@ -477,8 +477,8 @@ fn check_backward(arch: Arch, rng: &mut ChaCha8Rng, shape: (usize, usize, usize)
 #[test]
 fn single_sample_matches_reference() {
     // One sample through a layer, or a layer with one output, takes the dot-product path
-    // with the bias and activation applied element by element; a layer with one input
-    // does the same for the derivative of the backward pass.
+    // with the bias and activation applied element by element. A layer with one input
+    // takes it for the backward pass, with the derivative applied the same way.
     let mut rng = ChaCha8Rng::seed_from_u64(6);
     for arch in Arch::supported() {
         let shapes = [

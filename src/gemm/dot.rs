@@ -19,9 +19,9 @@ pub(crate) fn applies(problem: &Problem) -> bool {
         && problem.b.row_stride == 1
 }
 
-/// Computes `C ← α·A·B + β·C` for a problem that [`applies`], one dot product per element
-/// of C, on the calling thread, followed by the problem's element-wise steps. With
-/// `β = 0`, C is never read.
+/// Computes `C ← α·A·B + β·C` for a problem that [`applies`] on the calling thread, one
+/// dot product per element of C, then the problem's element-wise steps. With `β = 0`, C
+/// is never read.
 ///
 /// # Safety
 ///

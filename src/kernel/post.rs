@@ -123,8 +123,8 @@ impl Post {
     }
 
     /// Returns `value`, element (`row`, `col`) of the output, after every step: the bias,
-    /// then the activation or the derivative. For paths that produce C element by element;
-    /// the arithmetic is that of [`apply`](Self::apply) on one lane.
+    /// then the activation or the derivative. Paths that produce C element by element use
+    /// it, and its arithmetic is that of [`apply`](Self::apply) on one lane.
     ///
     /// # Safety
     ///

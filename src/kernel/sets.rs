@@ -113,7 +113,7 @@ static PORTABLE: KernelSet = KernelSet {
 
 /// # Safety
 ///
-/// The contract of [`dot_body`]; the portable path runs on every CPU.
+/// The caller upholds the contract of [`dot_body`]. The portable path runs on every CPU.
 unsafe fn portable_dot(a: *const f32, b: *const f32, k: usize) -> f32 {
     // SAFETY: `wide` lanes need no run-time feature; the caller upholds the rest.
     unsafe { dot_body::<WideF32x8>(a, b, k) }
@@ -144,7 +144,7 @@ static AVX2: KernelSet = KernelSet {
 
 /// # Safety
 ///
-/// The CPU supports AVX2 and FMA, and the contract of [`dot_body`] holds.
+/// The CPU supports AVX2 and FMA, and the caller upholds the contract of [`dot_body`].
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn avx2_dot(a: *const f32, b: *const f32, k: usize) -> f32 {
@@ -180,7 +180,7 @@ static AVX512: KernelSet = KernelSet {
 
 /// # Safety
 ///
-/// The CPU supports AVX-512F, and the contract of [`dot_body`] holds.
+/// The CPU supports AVX-512F, and the caller upholds the contract of [`dot_body`].
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 unsafe fn avx512_dot(a: *const f32, b: *const f32, k: usize) -> f32 {
