@@ -203,27 +203,29 @@ unsafe fn store_tile<L: Lane, const MV: usize, const NR: usize>(
     let alpha = unsafe { L::splat(epilogue.alpha) };
     let contiguous = t.c_row_stride == 1;
 
-    if contiguous && t.rows == MV * L::WIDTH && t.cols == NR {
-        // A full tile with contiguous columns, straight from the registers with constant
-        // bounds.
-        for (j, acc_col) in acc.iter().enumerate() {
-            // SAFETY: column `j < NR` of the full tile lies inside C.
-            let column = unsafe { t.c.offset(j as isize * t.c_col_stride) };
-            for (v, &acc_v) in acc_col.iter().enumerate() {
-                // SAFETY: the WIDTH rows from `v·WIDTH` of the column lie inside the tile.
-                unsafe { store_vector(epilogue, alpha, acc_v, column, v * L::WIDTH, j, L::WIDTH) };
-            }
-            // SAFETY: the column's MV·WIDTH rows are contiguous and only this call writes
-            // them.
-            unsafe { activate_column(epilogue, column, MV * L::WIDTH) };
+    // Full tiles with contiguous columns and a plain store (no post step, β of 0 or 1)
+    // go straight from the registers, in loops free of the epilogue's branches that LLVM
+    // unrolls. Their arithmetic is that of `store_vector`, so a result does not depend on
+    // which loop stores its tile.
+    if contiguous && t.rows == MV * L::WIDTH && t.cols == NR && epilogue.post.is_none() {
+        match epilogue.beta {
+            // SAFETY (both arms): the tile is full and contiguous, and the caller's
+            // contract on C holds; `acc` proves support for `L`.
+            Beta::Zero => unsafe {
+                return store_full_tile(acc, t, |acc_v, _| acc_v.mul(alpha));
+            },
+            Beta::One => unsafe {
+                return store_full_tile(acc, t, |acc_v, dst| acc_v.mul_add(alpha, L::load(dst)));
+            },
+            Beta::Other(_) => {}
         }
-        return;
     }
 
-    // Edge tiles and strided columns: first spill the accumulators with constant indices,
-    // so the accumulation loop above keeps them in registers, then store the vectors
-    // inside the tile with run-time bounds. The spill buffer is left uninitialised; a
-    // zeroed one cost a memset on every call.
+    // Every other tile: first spill the accumulators with constant indices, so that the
+    // accumulation loop above keeps them in registers (a loop over `acc` with run-time
+    // indices puts them in memory, with a store per step), then store the vectors inside
+    // the tile with run-time bounds. The spill buffer is left uninitialised; a zeroed
+    // one cost a memset on every call.
     let mut spilled = core::mem::MaybeUninit::<[[[f32; MAX_LANE_WIDTH]; MV]; NR]>::uninit();
     let spill_base = spilled.as_mut_ptr().cast::<f32>();
     let slot = |j: usize, v: usize| spill_base.wrapping_add((j * MV + v) * MAX_LANE_WIDTH);
@@ -259,6 +261,33 @@ unsafe fn store_tile<L: Lane, const MV: usize, const NR: usize>(
             // SAFETY: the column's `rows` elements are contiguous, inside the tile, and
             // only this call writes them.
             unsafe { activate_column(epilogue, column, t.rows) };
+        }
+    }
+}
+
+/// Writes a full tile with contiguous columns as `combine(acc_v, dst)` for each vector of
+/// the tile, where `dst` is the vector's place in C.
+///
+/// # Safety
+///
+/// The tile of `t` is full (`rows = MV · WIDTH`, `cols = NR`), its columns are
+/// contiguous, the caller may read and write it, and `combine` is safe to call for each
+/// of its vectors.
+#[inline(always)]
+unsafe fn store_full_tile<L: Lane, const MV: usize, const NR: usize>(
+    acc: &[[L; MV]; NR],
+    t: &TileArgs,
+    combine: impl Fn(L, *mut f32) -> L,
+) {
+    for (j, acc_col) in acc.iter().enumerate() {
+        // SAFETY: column `j < NR` of the full tile lies inside C.
+        let column = unsafe { t.c.offset(j as isize * t.c_col_stride) };
+        for (v, &acc_v) in acc_col.iter().enumerate() {
+            // SAFETY: the WIDTH rows from `v·WIDTH` of the column lie inside the tile.
+            unsafe {
+                let dst = column.add(v * L::WIDTH);
+                combine(acc_v, dst).store(dst);
+            }
         }
     }
 }

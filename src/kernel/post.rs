@@ -110,6 +110,12 @@ impl Post {
         Post { bias, op }
     }
 
+    /// Whether the steps do nothing, as in [`Post::NONE`].
+    #[inline(always)]
+    pub(crate) fn is_none(&self) -> bool {
+        matches!((self.bias, self.op), (Bias::None, PostOp::None))
+    }
+
     /// The activation that cannot run on lanes of `L` (sigmoid and tanh need `exp`) and is
     /// applied with [`Activation::apply_slice`] to the stored values instead.
     #[inline(always)]
