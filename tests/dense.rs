@@ -508,6 +508,94 @@ fn paths_match_reference_at_edges() {
     }
 }
 
+/// Lays out `matrix` with both strides above one (rows 2 apart, columns `2·rows + 1`
+/// apart), so no tile of it has contiguous columns.
+fn doubly_strided(matrix: &Matrix) -> Strided {
+    let (rows, cols) = (matrix.rows(), matrix.cols());
+    let mut strided = Strided {
+        data: vec![f32::NAN; (2 * rows + 1) * cols.max(1)],
+        offset: 0,
+        rows,
+        cols,
+        row_stride: 2,
+        col_stride: (2 * rows + 1) as isize,
+    };
+    strided.view_mut().copy_from(matrix.as_ref()).unwrap();
+    strided
+}
+
+/// Asserts that `actual` and `expected` hold the same bits.
+fn assert_bitwise(what: &str, actual: MatRef, expected: MatRef) {
+    for i in 0..expected.rows() {
+        for j in 0..expected.cols() {
+            let (a, e) = (actual.get(i, j).unwrap(), expected.get(i, j).unwrap());
+            assert_eq!(
+                a.to_bits(),
+                e.to_bits(),
+                "{what}: ({i}, {j}) is {a}, expected {e}"
+            );
+        }
+    }
+}
+
+#[test]
+fn epilogue_paths_bitwise_equal() {
+    // A contiguous output applies the bias, activation and derivative in a pass over each
+    // stored full tile, and inside the kernel for partial tiles; an output without a unit
+    // stride applies them inside the kernel everywhere. Both must give the same bits.
+    // 50 outputs are three full AVX-512 vectors and a partial one, 40 samples two full
+    // vectors and a partial one.
+    let mut rng = ChaCha8Rng::seed_from_u64(8);
+    let (m, n_in, n_out) = (40, 37, 50);
+    for arch in Arch::supported() {
+        for activation in &ACTIVATIONS[..5] {
+            let activation = *activation;
+            let what = format!("{arch:?} {activation:?}");
+            let x = layer_input(&mut rng, activation, m, n_in);
+            let w = random_matrix(&mut rng, n_out, n_in);
+            let bias: Vec<f32> = (0..n_out).map(|_| rng.random_range(-1.0..1.0)).collect();
+            let par = Parallelism::Sequential;
+
+            let mut out = Matrix::zeros(m, n_out);
+            let mut out_strided = doubly_strided(&out);
+            for view in [out.as_mut(), out_strided.view_mut()] {
+                dense_forward_with_arch(arch, x.as_ref(), w.as_ref(), &bias, activation, view, par)
+                    .unwrap();
+            }
+            assert_bitwise(&format!("{what} forward"), out_strided.view(), out.as_ref());
+
+            let delta = random_matrix(&mut rng, m, n_out);
+            let mut input_delta = Matrix::zeros(m, n_in);
+            let mut input_delta_strided = doubly_strided(&input_delta);
+            for view in [input_delta.as_mut(), input_delta_strided.view_mut()] {
+                let mut grad_w = Matrix::zeros(n_out, n_in);
+                let mut grad_b = vec![0.0; n_out];
+                let grads = DenseGrads {
+                    weights: grad_w.as_mut(),
+                    bias: &mut grad_b,
+                    mode: GradMode::Overwrite,
+                };
+                dense_backward_with_arch(
+                    arch,
+                    delta.as_ref(),
+                    x.as_ref(),
+                    w.as_ref(),
+                    activation,
+                    grads,
+                    Some(view),
+                    par,
+                )
+                .unwrap();
+            }
+            assert_bitwise(
+                &format!("{what} input_delta"),
+                input_delta_strided.view(),
+                input_delta.as_ref(),
+            );
+        }
+    }
+}
+
 /// Parameters of a three-layer network 5 → 7 (tanh) → 6 (sigmoid) → 4 (softmax), as
 /// (weights, bias) per layer.
 struct Network {

@@ -390,8 +390,17 @@ impl Nest<'_> {
                             rows: valid,
                             cols: cols.len(),
                         };
+                        // When the tile's columns are whole vectors and contiguous, the
+                        // kernel stores the plain tile, and the post steps follow in their
+                        // own pass while the tile is in L1. The pass chooses its steps once
+                        // per tile, where the kernel would branch on them for each vector.
+                        // Other tiles keep the steps in the kernel: a load that follows a
+                        // masked store of the same vector waits for the store to finish.
+                        let post = step.epilogue.post.at_tile(ic + start, step.jc + cols.start);
+                        let post_pass =
+                            !post.is_none() && problem.c.row_stride == 1 && valid == padded;
                         let epilogue = Epilogue {
-                            post: step.epilogue.post.at_tile(ic + start, step.jc + cols.start),
+                            post: if post_pass { Post::NONE } else { post },
                             ..step.epilogue
                         };
                         // SAFETY: A's micro-panel has `padded` readable rows for each of the
@@ -399,7 +408,18 @@ impl Nest<'_> {
                         // inside A. B's micro-panel has `cols.len()` readable columns per
                         // step. The C tile lies inside C and only this task writes it, and
                         // the post step's bias and input cover C's shape.
-                        unsafe { self.kernels.run(padded / width, &args, epilogue) };
+                        unsafe {
+                            self.kernels.run(padded / width, &args, epilogue);
+                            if post_pass {
+                                self.kernels.apply_post(
+                                    &post,
+                                    args.c,
+                                    args.c_col_stride,
+                                    valid,
+                                    cols.len(),
+                                );
+                            }
+                        }
                     }
                 }
             });

@@ -164,53 +164,290 @@ impl Post {
         col: usize,
         valid: usize,
     ) -> L {
-        // SAFETY: `value` exists, so the CPU supports `L`.
-        let zero = unsafe { L::zero() };
-        let value = match self.bias {
-            Bias::None => value,
-            // SAFETY: rows `first_row..first_row + valid` of the bias are readable.
-            Bias::Rows(ptr) => value.add(unsafe { load_rows::<L>(ptr.add(first_row), 1, valid) }),
-            // SAFETY: element `col` of the bias is readable; `L` is supported.
-            Bias::Cols(ptr) => value.add(unsafe { L::splat(*ptr.add(col)) }),
-        };
-
+        // SAFETY: the caller's contract covers the bias elements.
+        let value = unsafe { self.bias.add_to(value, first_row, col, valid) };
         match self.op {
             PostOp::None => value,
-            PostOp::Activate(Activation::Relu) => value.select_positive(value, zero),
-            PostOp::Activate(Activation::LeakyRelu { slope }) => {
-                // SAFETY: `L` is supported.
-                let slope = unsafe { L::splat(slope) };
-                value.select_positive(value, value.mul(slope))
-            }
-            PostOp::Activate(_) => value,
+            PostOp::Activate(activation) => activate(activation, value),
             PostOp::Derivative {
                 activation,
                 input,
                 row_stride,
                 col_stride,
             } => {
-                let column = input.wrapping_offset(col as isize * col_stride);
-                let first = column.wrapping_offset(first_row as isize * row_stride);
-                // SAFETY: the `valid` elements of the input tile are readable.
-                let x = unsafe { load_rows::<L>(first, row_stride, valid) };
-                // SAFETY: `L` is supported.
-                let one = unsafe { L::splat(1.0) };
-                match activation {
-                    Activation::Relu => x.select_positive(value, zero),
-                    Activation::LeakyRelu { slope } => {
-                        // SAFETY: `L` is supported.
-                        let slope = unsafe { L::splat(slope) };
-                        x.select_positive(value, value.mul(slope))
-                    }
-                    Activation::Sigmoid => value.mul(x.mul(one.sub(x))),
-                    // (1 − x)(1 + x) rather than 1 − x², which loses digits when |x| is
-                    // near 1.
-                    Activation::Tanh => value.mul(one.sub(x).mul(one.add(x))),
-                    Activation::Identity | Activation::Softmax => value,
+                // SAFETY: the caller's contract covers the input elements.
+                let x = unsafe {
+                    load_input::<L>(input, row_stride, col_stride, first_row, col, valid)
+                };
+                times_derivative(activation, x, value)
+            }
+        }
+    }
+
+    /// Applies every step in place to a tile that the micro-kernel has stored: the `rows`
+    /// contiguous elements of each of `cols` columns, `col_stride` apart, from `c`.
+    ///
+    /// The arithmetic per element is that of [`apply`](Self::apply), but the steps are
+    /// chosen once per tile, not once per vector, so each variant runs as a short loop
+    /// without branches.
+    ///
+    /// # Safety
+    ///
+    /// The CPU supports `L`. The pointers were moved to the tile with
+    /// [`at_tile`](Self::at_tile), the tile lies inside the output, and the caller may read
+    /// and write it.
+    #[inline(always)]
+    pub(crate) unsafe fn apply_to_columns<L: Lane>(
+        &self,
+        c: *mut f32,
+        col_stride: isize,
+        rows: usize,
+        cols: usize,
+    ) {
+        let tile = ColumnTile {
+            c,
+            col_stride,
+            rows,
+            cols,
+        };
+        // SAFETY (all arms): the caller's contract; each closure reads only the bias
+        // elements of the vector it is given.
+        unsafe {
+            match self.bias {
+                Bias::None => self.op.apply_to_tile::<L>(tile, |value, _, _, _| value),
+                Bias::Rows(ptr) => self.op.apply_to_tile::<L>(tile, |value, row, col, valid| {
+                    Bias::Rows(ptr).add_to(value, row, col, valid)
+                }),
+                Bias::Cols(ptr) => self.op.apply_to_tile::<L>(tile, |value, row, col, valid| {
+                    Bias::Cols(ptr).add_to(value, row, col, valid)
+                }),
+            }
+        }
+
+        if let Some(activation) = self.slice_activation() {
+            for j in 0..cols {
+                // SAFETY: column `j` of the tile has `rows` contiguous elements that the
+                // caller lets this call write.
+                let column = unsafe {
+                    std::slice::from_raw_parts_mut(c.offset(j as isize * col_stride), rows)
+                };
+                activation.apply_slice(column);
+            }
+        }
+    }
+}
+
+impl Bias {
+    /// Adds the bias to `value`, the `valid` elements from row `first_row` in column `col`.
+    ///
+    /// # Safety
+    ///
+    /// The bias elements of those rows (row bias) or of that column (column bias) are
+    /// readable, and the CPU supports `L`.
+    #[inline(always)]
+    unsafe fn add_to<L: Lane>(self, value: L, first_row: usize, col: usize, valid: usize) -> L {
+        match self {
+            Bias::None => value,
+            // SAFETY: rows `first_row..first_row + valid` of the bias are readable.
+            Bias::Rows(ptr) => value.add(unsafe { load_rows::<L>(ptr.add(first_row), 1, valid) }),
+            // SAFETY: element `col` of the bias is readable; `L` is supported.
+            Bias::Cols(ptr) => value.add(unsafe { L::splat(*ptr.add(col)) }),
+        }
+    }
+}
+
+/// A stored tile with contiguous columns: `rows` elements in each of `cols` columns,
+/// `col_stride` apart, from `c`.
+#[derive(Clone, Copy)]
+struct ColumnTile {
+    c: *mut f32,
+    col_stride: isize,
+    rows: usize,
+    cols: usize,
+}
+
+impl ColumnTile {
+    /// Replaces each vector of the tile with `f(vector, first_row, col, valid)`.
+    ///
+    /// # Safety
+    ///
+    /// The CPU supports `L`, the caller may read and write the tile, and `f` is safe to
+    /// call for each of its vectors.
+    #[inline(always)]
+    unsafe fn map<L: Lane>(self, f: impl Fn(L, usize, usize, usize) -> L) {
+        for j in 0..self.cols {
+            let column = self.c.wrapping_offset(j as isize * self.col_stride);
+            let mut first_row = 0;
+            // SAFETY (both loads and stores): the rows from `first_row` lie inside the
+            // column, whole vectors in the loop and `valid` elements after it.
+            while first_row + L::WIDTH <= self.rows {
+                unsafe {
+                    let dst = column.add(first_row);
+                    f(L::load(dst), first_row, j, L::WIDTH).store(dst);
+                }
+                first_row += L::WIDTH;
+            }
+            if first_row < self.rows {
+                let valid = self.rows - first_row;
+                unsafe {
+                    let dst = column.add(first_row);
+                    f(L::load_first(dst, valid), first_row, j, valid).store_first(dst, valid);
                 }
             }
         }
     }
+}
+
+/// The matrix that a [`PostOp::Derivative`] reads `x = f(z)` from.
+#[derive(Clone, Copy)]
+struct DerivativeInput {
+    input: *const f32,
+    row_stride: isize,
+    col_stride: isize,
+}
+
+impl ColumnTile {
+    /// Replaces each vector `v` of the tile with `f(x, bias(v, …))`, where `x` contains
+    /// the same elements of `input`.
+    ///
+    /// # Safety
+    ///
+    /// As for [`map`](Self::map), and `input` has readable elements for every element of
+    /// the tile.
+    #[inline(always)]
+    unsafe fn map_derivative<L: Lane>(
+        self,
+        input: DerivativeInput,
+        bias: impl Fn(L, usize, usize, usize) -> L,
+        f: impl Fn(L, L) -> L,
+    ) {
+        // SAFETY: the caller's contract, for the tile and for `input`.
+        unsafe {
+            self.map::<L>(|v, row, col, valid| {
+                let x = load_input::<L>(
+                    input.input,
+                    input.row_stride,
+                    input.col_stride,
+                    row,
+                    col,
+                    valid,
+                );
+                f(x, bias(v, row, col, valid))
+            })
+        }
+    }
+}
+
+impl PostOp {
+    /// Replaces each vector `v` of `tile` with this function of `bias(v, first_row, col,
+    /// valid)`, with one loop per function. Sigmoid and tanh activations are left to
+    /// [`Activation::apply_slice`].
+    ///
+    /// # Safety
+    ///
+    /// As for [`Post::apply_to_columns`], and `bias` is safe to call for each vector.
+    #[inline(always)]
+    unsafe fn apply_to_tile<L: Lane>(
+        self,
+        tile: ColumnTile,
+        bias: impl Fn(L, usize, usize, usize) -> L,
+    ) {
+        // SAFETY (every arm): the caller's contract.
+        unsafe {
+            match self {
+                PostOp::Activate(Activation::Relu) => tile.map::<L>(|v, row, col, valid| {
+                    activate(Activation::Relu, bias(v, row, col, valid))
+                }),
+                PostOp::Activate(Activation::LeakyRelu { slope }) => {
+                    tile.map::<L>(|v, row, col, valid| {
+                        activate(Activation::LeakyRelu { slope }, bias(v, row, col, valid))
+                    })
+                }
+                PostOp::None | PostOp::Activate(_) => tile.map::<L>(&bias),
+                PostOp::Derivative {
+                    activation,
+                    input,
+                    row_stride,
+                    col_stride,
+                } => {
+                    // One loop per activation, each with the derivative's formula fixed.
+                    let input = DerivativeInput {
+                        input,
+                        row_stride,
+                        col_stride,
+                    };
+                    match activation {
+                        Activation::Relu => tile.map_derivative::<L>(input, &bias, |x, v| {
+                            times_derivative(Activation::Relu, x, v)
+                        }),
+                        Activation::LeakyRelu { slope } => {
+                            tile.map_derivative::<L>(input, &bias, |x, v| {
+                                times_derivative(Activation::LeakyRelu { slope }, x, v)
+                            })
+                        }
+                        Activation::Sigmoid => tile.map_derivative::<L>(input, &bias, |x, v| {
+                            times_derivative(Activation::Sigmoid, x, v)
+                        }),
+                        Activation::Tanh => tile.map_derivative::<L>(input, &bias, |x, v| {
+                            times_derivative(Activation::Tanh, x, v)
+                        }),
+                        Activation::Identity | Activation::Softmax => tile.map::<L>(&bias),
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `f(value)` for the activations that run on lanes, ReLU and leaky ReLU. Every other
+/// activation returns `value`: sigmoid and tanh are applied to stored slices instead.
+#[inline(always)]
+fn activate<L: Lane>(activation: Activation, value: L) -> L {
+    // SAFETY (both): `value` exists, so the CPU supports `L`.
+    match activation {
+        Activation::Relu => value.select_positive(value, unsafe { L::zero() }),
+        Activation::LeakyRelu { slope } => {
+            value.select_positive(value, value.mul(unsafe { L::splat(slope) }))
+        }
+        _ => value,
+    }
+}
+
+/// `value · f'(z)`, with `f'` computed from `x = f(z)`.
+#[inline(always)]
+fn times_derivative<L: Lane>(activation: Activation, x: L, value: L) -> L {
+    // SAFETY (all): `value` exists, so the CPU supports `L`.
+    let one = || unsafe { L::splat(1.0) };
+    match activation {
+        Activation::Relu => x.select_positive(value, unsafe { L::zero() }),
+        Activation::LeakyRelu { slope } => {
+            x.select_positive(value, value.mul(unsafe { L::splat(slope) }))
+        }
+        Activation::Sigmoid => value.mul(x.mul(one().sub(x))),
+        // (1 − x)(1 + x) rather than 1 − x², which loses digits when |x| is near 1.
+        Activation::Tanh => value.mul(one().sub(x).mul(one().add(x))),
+        Activation::Identity | Activation::Softmax => value,
+    }
+}
+
+/// Loads the `valid` elements of the derivative input from row `first_row` in column
+/// `col`, with zeros in the other lanes.
+///
+/// # Safety
+///
+/// The CPU supports `L`, and those elements are readable.
+#[inline(always)]
+unsafe fn load_input<L: Lane>(
+    input: *const f32,
+    row_stride: isize,
+    col_stride: isize,
+    first_row: usize,
+    col: usize,
+    valid: usize,
+) -> L {
+    let first = input.wrapping_offset(col as isize * col_stride + first_row as isize * row_stride);
+    // SAFETY: the caller guarantees the elements.
+    unsafe { load_rows::<L>(first, row_stride, valid) }
 }
 
 /// Loads `valid ≤ WIDTH` elements `ptr + i·stride`, with zeros in the other lanes.

@@ -7,6 +7,7 @@ use super::lane::WideF32x8;
 #[cfg(target_arch = "x86_64")]
 use super::lane::{Avx2F32x8, Avx512F32x16};
 use super::microkernel::{Epilogue, TileArgs, tile_body};
+use super::post::Post;
 
 /// A compiled micro-kernel of one tile size.
 type TileFn = unsafe fn(&TileArgs, Epilogue);
@@ -25,6 +26,10 @@ macro_rules! tile_table {
     };
 }
 
+/// A compiled post pass: `post(steps, c, col_stride, rows, cols)` applies `steps` in
+/// place to a stored tile with contiguous columns (see [`Post::apply_to_columns`]).
+type PostFn = unsafe fn(&Post, *mut f32, isize, usize, usize);
+
 /// The micro-kernels of one path.
 pub(crate) struct KernelSet {
     /// `f32` elements per vector register.
@@ -39,6 +44,8 @@ pub(crate) struct KernelSet {
     strided_b_tiles: &'static [&'static [TileFn]],
     /// The dot product of two contiguous runs.
     dot: DotFn,
+    /// The post pass over a stored tile.
+    post: PostFn,
 }
 
 impl KernelSet {
@@ -71,6 +78,26 @@ impl KernelSet {
     pub(crate) unsafe fn dot(&self, a: *const f32, b: *const f32, k: usize) -> f32 {
         // SAFETY: the caller upholds the contract, and the CPU supports the path.
         unsafe { (self.dot)(a, b, k) }
+    }
+
+    /// Applies `post` in place to the stored `rows × cols` tile at `c`, whose columns are
+    /// contiguous and `col_stride` apart.
+    ///
+    /// # Safety
+    ///
+    /// `self` came from [`KernelSet::for_arch`] with a path the CPU supports, and the
+    /// contract of [`Post::apply_to_columns`] holds.
+    #[inline]
+    pub(crate) unsafe fn apply_post(
+        &self,
+        post: &Post,
+        c: *mut f32,
+        col_stride: isize,
+        rows: usize,
+        cols: usize,
+    ) {
+        // SAFETY: the caller upholds the contract, and the CPU supports the path.
+        unsafe { (self.post)(post, c, col_stride, rows, cols) }
     }
 
     /// Runs the kernel for a tile of `vectors` vectors by `t.cols` columns.
@@ -109,6 +136,7 @@ static PORTABLE: KernelSet = KernelSet {
     unit_b_tiles: tile_table!(portable_tile; true; [1]; [1, 2, 3, 4, 5, 6]),
     strided_b_tiles: tile_table!(portable_tile; false; [1]; [1, 2, 3, 4, 5, 6]),
     dot: portable_dot,
+    post: portable_post,
 };
 
 /// # Safety
@@ -117,6 +145,14 @@ static PORTABLE: KernelSet = KernelSet {
 unsafe fn portable_dot(a: *const f32, b: *const f32, k: usize) -> f32 {
     // SAFETY: `wide` lanes need no run-time feature; the caller upholds the rest.
     unsafe { dot_body::<WideF32x8>(a, b, k) }
+}
+
+/// # Safety
+///
+/// The contract of [`Post::apply_to_columns`]; the portable path runs on every CPU.
+unsafe fn portable_post(post: &Post, c: *mut f32, col_stride: isize, rows: usize, cols: usize) {
+    // SAFETY: `wide` lanes need no run-time feature; the caller upholds the rest.
+    unsafe { post.apply_to_columns::<WideF32x8>(c, col_stride, rows, cols) }
 }
 
 /// # Safety
@@ -140,6 +176,7 @@ static AVX2: KernelSet = KernelSet {
     unit_b_tiles: tile_table!(avx2_tile; true; [1, 2]; [1, 2, 3, 4, 5, 6]),
     strided_b_tiles: tile_table!(avx2_tile; false; [1, 2]; [1, 2, 3, 4, 5, 6]),
     dot: avx2_dot,
+    post: avx2_post,
 };
 
 /// # Safety
@@ -150,6 +187,16 @@ static AVX2: KernelSet = KernelSet {
 unsafe fn avx2_dot(a: *const f32, b: *const f32, k: usize) -> f32 {
     // SAFETY: the caller guarantees AVX2 and FMA, and the rest of the contract.
     unsafe { dot_body::<Avx2F32x8>(a, b, k) }
+}
+
+/// # Safety
+///
+/// The CPU supports AVX2 and FMA, and the contract of [`Post::apply_to_columns`] holds.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn avx2_post(post: &Post, c: *mut f32, col_stride: isize, rows: usize, cols: usize) {
+    // SAFETY: the caller guarantees AVX2 and FMA, and the rest of the contract.
+    unsafe { post.apply_to_columns::<Avx2F32x8>(c, col_stride, rows, cols) }
 }
 
 /// # Safety
@@ -176,6 +223,7 @@ static AVX512: KernelSet = KernelSet {
     unit_b_tiles: tile_table!(avx512_tile; true; [1, 2, 3]; [1, 2, 3, 4, 5, 6, 7, 8]),
     strided_b_tiles: tile_table!(avx512_tile; false; [1, 2, 3]; [1, 2, 3, 4, 5, 6, 7, 8]),
     dot: avx512_dot,
+    post: avx512_post,
 };
 
 /// # Safety
@@ -186,6 +234,16 @@ static AVX512: KernelSet = KernelSet {
 unsafe fn avx512_dot(a: *const f32, b: *const f32, k: usize) -> f32 {
     // SAFETY: the caller guarantees AVX-512F, and the rest of the contract.
     unsafe { dot_body::<Avx512F32x16>(a, b, k) }
+}
+
+/// # Safety
+///
+/// The CPU supports AVX-512F, and the contract of [`Post::apply_to_columns`] holds.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn avx512_post(post: &Post, c: *mut f32, col_stride: isize, rows: usize, cols: usize) {
+    // SAFETY: the caller guarantees AVX-512F, and the rest of the contract.
+    unsafe { post.apply_to_columns::<Avx512F32x16>(c, col_stride, rows, cols) }
 }
 
 /// # Safety
