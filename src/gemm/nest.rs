@@ -341,6 +341,8 @@ impl Nest<'_> {
                 !self.direct_a || valid < padded
             };
 
+            let has_post = !step.epilogue.post.is_none();
+            let mut epilogue = step.epilogue;
             with_buffer(&PACKED_A, depth * vectors * width, |buffer| {
                 let packed_a = buffer.as_mut_ptr();
                 for t in (0..row_tiles.parts()).filter(|&t| packs(t)) {
@@ -396,20 +398,26 @@ impl Nest<'_> {
                         // per tile, where the kernel would branch on them for each vector.
                         // Other tiles keep the steps in the kernel: a load that follows a
                         // masked store of the same vector waits for the store to finish.
-                        let post = step.epilogue.post.at_tile(ic + start, step.jc + cols.start);
-                        let post_pass =
-                            !post.is_none() && problem.c.row_stride == 1 && valid == padded;
-                        let epilogue = Epilogue {
-                            post: if post_pass { Post::NONE } else { post },
-                            ..step.epilogue
+                        // A plain product leaves `epilogue` as it was built before the
+                        // loops: copying a freshly built `Post` into it on every tile
+                        // stalled each call (a wide load of narrower stores that had not
+                        // reached the cache).
+                        let post = if has_post {
+                            step.epilogue.post.at_tile(ic + start, step.jc + cols.start)
+                        } else {
+                            Post::NONE
                         };
+                        let post_pass = has_post && problem.c.row_stride == 1 && valid == padded;
+                        if has_post {
+                            epilogue.post = if post_pass { Post::NONE } else { post };
+                        }
                         // SAFETY: A's micro-panel has `padded` readable rows for each of the
                         // `depth` steps: packed, or read in place when all `padded` rows lie
                         // inside A. B's micro-panel has `cols.len()` readable columns per
                         // step. The C tile lies inside C and only this task writes it, and
                         // the post step's bias and input cover C's shape.
                         unsafe {
-                            self.kernels.run(padded / width, &args, epilogue);
+                            self.kernels.run(padded / width, &args, &epilogue);
                             if post_pass {
                                 self.kernels.apply_post(
                                     &post,

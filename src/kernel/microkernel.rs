@@ -119,7 +119,7 @@ pub(crate) unsafe fn tile_body<
     const UNIT_B_COLS: bool,
 >(
     t: &TileArgs,
-    epilogue: Epilogue,
+    epilogue: &Epilogue,
 ) {
     let b_col_stride = if UNIT_B_COLS { 1 } else { t.b_col_stride };
     prefetch_c_tile::<L, MV, NR>(t);
@@ -146,7 +146,7 @@ pub(crate) unsafe fn tile_body<
     }
 
     // SAFETY: the caller's contract on C carries over.
-    unsafe { store_tile::<L, MV, NR>(&acc, t, epilogue) }
+    unsafe { store_tile::<L, MV, NR>(&acc, t, *epilogue) }
 }
 
 /// Asks the CPU to bring a full tile of C with contiguous columns into cache while the

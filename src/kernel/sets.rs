@@ -10,7 +10,7 @@ use super::microkernel::{Epilogue, TileArgs, tile_body};
 use super::post::Post;
 
 /// A compiled micro-kernel of one tile size.
-type TileFn = unsafe fn(&TileArgs, Epilogue);
+type TileFn = unsafe fn(&TileArgs, &Epilogue);
 
 /// A compiled dot product: `dot(a, b, k)` is `Σ a[p]·b[p]` over `p < k`.
 type DotFn = unsafe fn(*const f32, *const f32, usize) -> f32;
@@ -111,7 +111,7 @@ impl KernelSet {
     ///   micro-panel row are readable, and the `rows × cols` block of C is writable and
     ///   unaliased.
     #[inline]
-    pub(crate) unsafe fn run(&self, vectors: usize, t: &TileArgs, epilogue: Epilogue) {
+    pub(crate) unsafe fn run(&self, vectors: usize, t: &TileArgs, epilogue: &Epilogue) {
         debug_assert!((1..=self.max_vectors).contains(&vectors));
         debug_assert!((1..=self.nr).contains(&t.cols));
         debug_assert!(t.rows <= vectors * self.lane_width);
@@ -160,7 +160,7 @@ unsafe fn portable_post(post: &Post, c: *mut f32, col_stride: isize, rows: usize
 /// The contract of [`tile_body`]; the portable path runs on every CPU.
 unsafe fn portable_tile<const MV: usize, const NR: usize, const UNIT_B_COLS: bool>(
     t: &TileArgs,
-    epilogue: Epilogue,
+    epilogue: &Epilogue,
 ) {
     // SAFETY: `wide` lanes need no run-time feature; the caller upholds the rest.
     unsafe { tile_body::<WideF32x8, MV, NR, UNIT_B_COLS>(t, epilogue) }
@@ -206,7 +206,7 @@ unsafe fn avx2_post(post: &Post, c: *mut f32, col_stride: isize, rows: usize, co
 #[target_feature(enable = "avx2,fma")]
 unsafe fn avx2_tile<const MV: usize, const NR: usize, const UNIT_B_COLS: bool>(
     t: &TileArgs,
-    epilogue: Epilogue,
+    epilogue: &Epilogue,
 ) {
     // SAFETY: the caller guarantees AVX2 and FMA, and the rest of the contract.
     unsafe { tile_body::<Avx2F32x8, MV, NR, UNIT_B_COLS>(t, epilogue) }
@@ -253,7 +253,7 @@ unsafe fn avx512_post(post: &Post, c: *mut f32, col_stride: isize, rows: usize, 
 #[target_feature(enable = "avx512f")]
 unsafe fn avx512_tile<const MV: usize, const NR: usize, const UNIT_B_COLS: bool>(
     t: &TileArgs,
-    epilogue: Epilogue,
+    epilogue: &Epilogue,
 ) {
     // SAFETY: the caller guarantees AVX-512F, and the rest of the contract.
     unsafe { tile_body::<Avx512F32x16, MV, NR, UNIT_B_COLS>(t, epilogue) }
