@@ -341,7 +341,24 @@ impl Nest<'_> {
                 !self.direct_a || valid < padded
             };
 
+            // With contiguous columns in C, the kernels store the block's full row tiles
+            // plainly, and the post steps follow in one pass over those rows of the
+            // task's columns. The pass chooses its steps once, where the kernel branches
+            // on them for each vector, and streams through the block while it is still
+            // in cache. Only the last row tile can be partial, and it keeps the steps in
+            // the kernel: a load right after a masked store of the same vector waits for
+            // the store to finish.
             let has_post = !step.epilogue.post.is_none();
+            let pass_rows = if has_post && problem.c.row_stride == 1 {
+                (0..row_tiles.parts())
+                    .map(row_tile)
+                    .take_while(|&(_, padded, valid)| valid == padded)
+                    .map(|(start, _, valid)| start + valid)
+                    .last()
+                    .unwrap_or(0)
+            } else {
+                0
+            };
             let mut epilogue = step.epilogue;
             with_buffer(&PACKED_A, depth * vectors * width, |buffer| {
                 let packed_a = buffer.as_mut_ptr();
@@ -392,42 +409,43 @@ impl Nest<'_> {
                             rows: valid,
                             cols: cols.len(),
                         };
-                        // When the tile's columns are whole vectors and contiguous, the
-                        // kernel stores the plain tile, and the post steps follow in their
-                        // own pass while the tile is in L1. The pass chooses its steps once
-                        // per tile, where the kernel would branch on them for each vector.
-                        // Other tiles keep the steps in the kernel: a load that follows a
-                        // masked store of the same vector waits for the store to finish.
                         // A plain product leaves `epilogue` as it was built before the
                         // loops: copying a freshly built `Post` into it on every tile
                         // stalled each call (a wide load of narrower stores that had not
                         // reached the cache).
-                        let post = if has_post {
-                            step.epilogue.post.at_tile(ic + start, step.jc + cols.start)
-                        } else {
-                            Post::NONE
-                        };
-                        let post_pass = has_post && problem.c.row_stride == 1 && valid == padded;
                         if has_post {
-                            epilogue.post = if post_pass { Post::NONE } else { post };
+                            epilogue.post = if start < pass_rows {
+                                Post::NONE
+                            } else {
+                                step.epilogue.post.at_tile(ic + start, step.jc + cols.start)
+                            };
                         }
                         // SAFETY: A's micro-panel has `padded` readable rows for each of the
                         // `depth` steps: packed, or read in place when all `padded` rows lie
                         // inside A. B's micro-panel has `cols.len()` readable columns per
                         // step. The C tile lies inside C and only this task writes it, and
                         // the post step's bias and input cover C's shape.
-                        unsafe {
-                            self.kernels.run(padded / width, &args, &epilogue);
-                            if post_pass {
-                                self.kernels.apply_post(
-                                    &post,
-                                    args.c,
-                                    args.c_col_stride,
-                                    valid,
-                                    cols.len(),
-                                );
-                            }
-                        }
+                        unsafe { self.kernels.run(padded / width, &args, &epilogue) };
+                    }
+                }
+
+                if pass_rows > 0 && !tiles.is_empty() {
+                    let (first_col, last_col) = (
+                        step.col_tiles.part(tiles.start).start,
+                        step.col_tiles.part(tiles.end - 1).end,
+                    );
+                    let post = step.epilogue.post.at_tile(ic, step.jc + first_col);
+                    // SAFETY: the block's first `pass_rows` rows and the task's columns
+                    // lie inside C, only this task writes them, their columns are
+                    // contiguous, and the kernels above have stored them.
+                    unsafe {
+                        self.kernels.apply_post(
+                            &post,
+                            problem.c.at(ic, step.jc + first_col),
+                            problem.c.col_stride,
+                            pass_rows,
+                            last_col - first_col,
+                        );
                     }
                 }
             });
