@@ -544,13 +544,17 @@ fn epilogue_paths_bitwise_equal() {
     // stored full tile, and inside the kernel for partial tiles; an output without a unit
     // stride applies them inside the kernel everywhere. Both must give the same bits.
     // 50 outputs are three full AVX-512 vectors and a partial one, 40 samples two full
-    // vectors and a partial one.
+    // vectors and a partial one. One sample takes the dot-product path, which applies the
+    // steps in a pass over a contiguous output row and element by element otherwise.
     let mut rng = ChaCha8Rng::seed_from_u64(8);
-    let (m, n_in, n_out) = (40, 37, 50);
-    for arch in Arch::supported() {
+    let (n_in, n_out) = (37, 50);
+    for (arch, m) in Arch::supported()
+        .into_iter()
+        .flat_map(|arch| [(arch, 40), (arch, 1)])
+    {
         for activation in &ACTIVATIONS[..5] {
             let activation = *activation;
-            let what = format!("{arch:?} {activation:?}");
+            let what = format!("{arch:?} m = {m} {activation:?}");
             let x = layer_input(&mut rng, activation, m, n_in);
             let w = random_matrix(&mut rng, n_out, n_in);
             let bias: Vec<f32> = (0..n_out).map(|_| rng.random_range(-1.0..1.0)).collect();

@@ -2,7 +2,7 @@
 //! thin `#[target_feature]` wrapper around the generic body.
 
 use super::dispatch::Arch;
-use super::dot::dot_body;
+use super::dot::{DOT_RUNS, dots_body};
 use super::lane::WideF32x8;
 #[cfg(target_arch = "x86_64")]
 use super::lane::{Avx2F32x8, Avx512F32x16};
@@ -12,8 +12,9 @@ use super::post::Post;
 /// A compiled micro-kernel of one tile size.
 type TileFn = unsafe fn(&TileArgs, &Epilogue);
 
-/// A compiled dot product: `dot(a, b, k)` is `Σ a[p]·b[p]` over `p < k`.
-type DotFn = unsafe fn(*const f32, *const f32, usize) -> f32;
+/// Compiled dot products: `dots(shared, runs, k)` returns `Σ shared[p]·runs[r][p]` over
+/// `p < k` for each run (see [`dots_body`]).
+type DotsFn = unsafe fn(*const f32, &[*const f32; DOT_RUNS], usize) -> [f32; DOT_RUNS];
 
 /// Builds `&[&[TileFn]]` indexed by `[vectors - 1][cols - 1]`, for B micro-panels with
 /// unit column stride (`true`) or any column stride (`false`).
@@ -42,8 +43,8 @@ pub(crate) struct KernelSet {
     unit_b_tiles: &'static [&'static [TileFn]],
     /// Kernels for B micro-panels with any column stride.
     strided_b_tiles: &'static [&'static [TileFn]],
-    /// The dot product of two contiguous runs.
-    dot: DotFn,
+    /// The dot products of one contiguous run with [`DOT_RUNS`] others.
+    dots: DotsFn,
     /// The post pass over a stored tile.
     post: PostFn,
 }
@@ -68,16 +69,22 @@ impl KernelSet {
         self.max_vectors * self.lane_width
     }
 
-    /// Returns `Σ a[p]·b[p]` over `p < k`.
+    /// Returns `Σ shared[p]·runs[r][p]` over `p < k` for each run `r`. A run's result
+    /// does not depend on the other runs, so a run may be repeated to fill the array.
     ///
     /// # Safety
     ///
-    /// `self` came from [`KernelSet::for_arch`] with a path the CPU supports, and `a` and
-    /// `b` are each valid for `k` reads.
+    /// `self` came from [`KernelSet::for_arch`] with a path the CPU supports, and `shared`
+    /// and every run are each valid for `k` reads.
     #[inline]
-    pub(crate) unsafe fn dot(&self, a: *const f32, b: *const f32, k: usize) -> f32 {
+    pub(crate) unsafe fn dots(
+        &self,
+        shared: *const f32,
+        runs: &[*const f32; DOT_RUNS],
+        k: usize,
+    ) -> [f32; DOT_RUNS] {
         // SAFETY: the caller upholds the contract, and the CPU supports the path.
-        unsafe { (self.dot)(a, b, k) }
+        unsafe { (self.dots)(shared, runs, k) }
     }
 
     /// Applies `post` in place to the stored `rows × cols` tile at `c`, whose columns are
@@ -135,16 +142,20 @@ static PORTABLE: KernelSet = KernelSet {
     nr: 6,
     unit_b_tiles: tile_table!(portable_tile; true; [1]; [1, 2, 3, 4, 5, 6]),
     strided_b_tiles: tile_table!(portable_tile; false; [1]; [1, 2, 3, 4, 5, 6]),
-    dot: portable_dot,
+    dots: portable_dots,
     post: portable_post,
 };
 
 /// # Safety
 ///
-/// The caller upholds the contract of [`dot_body`]. The portable path runs on every CPU.
-unsafe fn portable_dot(a: *const f32, b: *const f32, k: usize) -> f32 {
+/// The caller upholds the contract of [`dots_body`]. The portable path runs on every CPU.
+unsafe fn portable_dots(
+    shared: *const f32,
+    runs: &[*const f32; DOT_RUNS],
+    k: usize,
+) -> [f32; DOT_RUNS] {
     // SAFETY: `wide` lanes need no run-time feature; the caller upholds the rest.
-    unsafe { dot_body::<WideF32x8>(a, b, k) }
+    unsafe { dots_body::<WideF32x8>(shared, runs, k) }
 }
 
 /// # Safety
@@ -175,18 +186,22 @@ static AVX2: KernelSet = KernelSet {
     nr: 6,
     unit_b_tiles: tile_table!(avx2_tile; true; [1, 2]; [1, 2, 3, 4, 5, 6]),
     strided_b_tiles: tile_table!(avx2_tile; false; [1, 2]; [1, 2, 3, 4, 5, 6]),
-    dot: avx2_dot,
+    dots: avx2_dots,
     post: avx2_post,
 };
 
 /// # Safety
 ///
-/// The CPU supports AVX2 and FMA, and the caller upholds the contract of [`dot_body`].
+/// The CPU supports AVX2 and FMA, and the caller upholds the contract of [`dots_body`].
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn avx2_dot(a: *const f32, b: *const f32, k: usize) -> f32 {
+unsafe fn avx2_dots(
+    shared: *const f32,
+    runs: &[*const f32; DOT_RUNS],
+    k: usize,
+) -> [f32; DOT_RUNS] {
     // SAFETY: the caller guarantees AVX2 and FMA, and the rest of the contract.
-    unsafe { dot_body::<Avx2F32x8>(a, b, k) }
+    unsafe { dots_body::<Avx2F32x8>(shared, runs, k) }
 }
 
 /// # Safety
@@ -222,18 +237,22 @@ static AVX512: KernelSet = KernelSet {
     nr: 8,
     unit_b_tiles: tile_table!(avx512_tile; true; [1, 2, 3]; [1, 2, 3, 4, 5, 6, 7, 8]),
     strided_b_tiles: tile_table!(avx512_tile; false; [1, 2, 3]; [1, 2, 3, 4, 5, 6, 7, 8]),
-    dot: avx512_dot,
+    dots: avx512_dots,
     post: avx512_post,
 };
 
 /// # Safety
 ///
-/// The CPU supports AVX-512F, and the caller upholds the contract of [`dot_body`].
+/// The CPU supports AVX-512F, and the caller upholds the contract of [`dots_body`].
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn avx512_dot(a: *const f32, b: *const f32, k: usize) -> f32 {
+unsafe fn avx512_dots(
+    shared: *const f32,
+    runs: &[*const f32; DOT_RUNS],
+    k: usize,
+) -> [f32; DOT_RUNS] {
     // SAFETY: the caller guarantees AVX-512F, and the rest of the contract.
-    unsafe { dot_body::<Avx512F32x16>(a, b, k) }
+    unsafe { dots_body::<Avx512F32x16>(shared, runs, k) }
 }
 
 /// # Safety
