@@ -220,10 +220,10 @@ unsafe fn store_tile<L: Lane, const MV: usize, const NR: usize>(
             // SAFETY (both arms): the tile is full and contiguous, and the caller's
             // contract on C holds; `acc` proves support for `L`.
             Beta::Zero => unsafe {
-                return store_full_tile(acc, t, |acc_v, _| acc_v.mul(alpha));
+                return store_full_tile::<L, MV, NR, false>(acc, t, alpha);
             },
             Beta::One => unsafe {
-                return store_full_tile(acc, t, |acc_v, dst| acc_v.mul_add(alpha, L::load(dst)));
+                return store_full_tile::<L, MV, NR, true>(acc, t, alpha);
             },
             Beta::Other(_) => {}
         }
@@ -273,19 +273,20 @@ unsafe fn store_tile<L: Lane, const MV: usize, const NR: usize>(
     }
 }
 
-/// Writes a full tile with contiguous columns as `combine(acc_v, dst)` for each vector of
-/// the tile, where `dst` is the vector's place in C.
+/// Writes a full tile with contiguous columns as `α·acc`, or as `α·acc + C` when
+/// `ADD_C` (β = 1). A const parameter rather than a closure: closures are compiled
+/// without the target features of the path's wrapper, so their vector operations may
+/// become calls.
 ///
 /// # Safety
 ///
 /// The tile of `t` is full (`rows = MV · WIDTH`, `cols = NR`), its columns are
-/// contiguous, the caller may read and write it, and `combine` is safe to call for each
-/// of its vectors.
+/// contiguous, and the caller may read and write it.
 #[inline(always)]
-unsafe fn store_full_tile<L: Lane, const MV: usize, const NR: usize>(
+unsafe fn store_full_tile<L: Lane, const MV: usize, const NR: usize, const ADD_C: bool>(
     acc: &[[L; MV]; NR],
     t: &TileArgs,
-    combine: impl Fn(L, *mut f32) -> L,
+    alpha: L,
 ) {
     for (j, acc_col) in acc.iter().enumerate() {
         // SAFETY: column `j < NR` of the full tile lies inside C.
@@ -294,7 +295,12 @@ unsafe fn store_full_tile<L: Lane, const MV: usize, const NR: usize>(
             // SAFETY: the WIDTH rows from `v·WIDTH` of the column lie inside the tile.
             unsafe {
                 let dst = column.add(v * L::WIDTH);
-                combine(acc_v, dst).store(dst);
+                let out = if ADD_C {
+                    acc_v.mul_add(alpha, L::load(dst))
+                } else {
+                    acc_v.mul(alpha)
+                };
+                out.store(dst);
             }
         }
     }
