@@ -540,9 +540,9 @@ fn assert_bitwise(what: &str, actual: MatRef, expected: MatRef) {
 
 #[test]
 fn epilogue_paths_bitwise_equal() {
-    // A contiguous output applies the bias, activation and derivative in a pass over each
-    // stored full tile, and inside the kernel for partial tiles; an output without a unit
-    // stride applies them inside the kernel everywhere. Both must give the same bits.
+    // A contiguous output applies the bias, activation and derivative in a pass over the
+    // stored full row tiles, and inside the kernel for a partial one. An output without a
+    // unit stride applies them inside the kernel everywhere. Both must give the same bits.
     // 50 outputs are three full AVX-512 vectors and a partial one, 40 samples two full
     // vectors and a partial one. One sample takes the dot-product path, which applies the
     // steps in a pass over a contiguous output row and element by element otherwise.

@@ -39,7 +39,7 @@ pub(crate) unsafe fn run(problem: &Problem, kernels: &KernelSet) {
     let count = if one_row { problem.n } else { problem.m };
     let position = |e: usize| if one_row { (0, e) } else { (e, 0) };
     // SAFETY (both): (0, 0) and, for `e < count`, row `e` of A or column `e` of B are
-    // inside their views; `applies` checked that each is `k` adjacent elements.
+    // inside their views, and `applies` checked that each is `k` adjacent elements.
     let shared = unsafe {
         if one_row {
             problem.a.at(0, 0)

@@ -15,10 +15,10 @@ const DOT_CHAINS: usize = 2;
 
 /// Returns `Σ shared[p]·runs[r][p]` over `p < k` for each run `r`.
 ///
-/// Every run gets the same sequence of operations: chain `c` adds the products of the
-/// vectors `c, c + DOT_CHAINS, …`, the first chain those of the whole vectors left after
-/// them and the last chain that of the masked tail, and the result is the sum of the
-/// lanes of all chains.
+/// Every run gets the same sequence of operations. Chain `c` adds the products of the
+/// vectors `c, c + DOT_CHAINS, …`. The first chain then adds those of the whole vectors
+/// left after them, and the last chain that of the masked tail. The result is the sum of
+/// the lanes of all chains.
 /// A run's result therefore does not depend on its place among the runs or on the other
 /// runs, and a caller may repeat a run to fill the array.
 ///

@@ -194,8 +194,9 @@ pub(crate) fn prefetch(ptr: *const f32) {
 
 /// Writes the accumulated tile into C through the epilogue.
 ///
-/// Full tiles with contiguous columns use vector loads and stores. Edge tiles and other
-/// strides go through a staging buffer, with the same vector arithmetic per element.
+/// Full tiles with contiguous columns and no post step go straight from the registers.
+/// Other tiles spill the accumulators to a buffer first, and strided columns also stage
+/// each vector, with the same vector arithmetic per element.
 ///
 /// # Safety
 ///
@@ -229,11 +230,11 @@ unsafe fn store_tile<L: Lane, const MV: usize, const NR: usize>(
         }
     }
 
-    // Every other tile: first spill the accumulators with constant indices, so that the
-    // accumulation loop above keeps them in registers (a loop over `acc` with run-time
-    // indices puts them in memory, with a store per step), then store the vectors inside
-    // the tile with run-time bounds. The spill buffer is left uninitialised; a zeroed
-    // one cost a memset on every call.
+    // Every other tile: first spill the accumulators with constant indices, then store
+    // the vectors inside the tile with run-time bounds. The constant indices let the
+    // accumulation loop above keep the accumulators in registers; a loop over `acc` with
+    // run-time indices puts them in memory, with a store per step. The spill buffer is
+    // left uninitialised, because a zeroed one cost a memset on every call.
     let mut spilled = core::mem::MaybeUninit::<[[[f32; MAX_LANE_WIDTH]; MV]; NR]>::uninit();
     let spill_base = spilled.as_mut_ptr().cast::<f32>();
     let slot = |j: usize, v: usize| spill_base.wrapping_add((j * MV + v) * MAX_LANE_WIDTH);

@@ -110,7 +110,7 @@ impl Post {
         Post { bias, op }
     }
 
-    /// Whether the steps do nothing, as in [`Post::NONE`].
+    /// Returns whether the steps do nothing, as in [`Post::NONE`].
     #[inline(always)]
     pub(crate) fn is_none(&self) -> bool {
         matches!((self.bias, self.op), (Bias::None, PostOp::None))
@@ -304,8 +304,8 @@ const OP_LEAKY_RELU_DERIVATIVE: u8 = 4;
 const OP_SIGMOID_DERIVATIVE: u8 = 5;
 const OP_TANH_DERIVATIVE: u8 = 6;
 
-/// The run-time operands of the post pass's steps; the const parameters say which are
-/// used.
+/// The run-time operands of the post pass's steps; the const parameters select the ones
+/// that are used.
 #[derive(Clone, Copy)]
 struct StepArgs {
     /// Element 0 of the row or column bias.
@@ -455,9 +455,9 @@ fn times_derivative<L: Lane>(activation: Activation, x: L, value: L) -> L {
     // SAFETY (all): `value` exists, so the CPU supports `L`.
     let one = unsafe { L::splat(1.0) };
     match activation {
-        // Adding +0 (which turns −0 into +0) keeps LLVM from storing this select as a
-        // masked store of zeros over the loaded value: with AVX2 that is VMASKMOVPS,
-        // which made the AVX2 backward pass of a 128→10 layer 2.5 times slower on Zen 4.
+        // Adding +0 turns −0 into +0, and keeps LLVM from storing this select as a masked
+        // store of zeros over the loaded value. With AVX2 that store is VMASKMOVPS, which
+        // made the AVX2 backward pass of a 128→10 layer 2.5 times slower on Zen 4.
         Activation::Relu => {
             let zero = unsafe { L::zero() };
             x.select_positive(value, zero).add(zero)
