@@ -231,6 +231,19 @@ pub(crate) unsafe fn run(
 }
 
 impl Nest<'_> {
+    /// Rows per packed A block for a reduction slice of `depth`: `mc` for a full slice,
+    /// and more for a shorter one, so that the block keeps the L2 footprint that `mc`
+    /// was chosen for. With one block for all the rows, the micro-kernel walks down each
+    /// column of C before the next, instead of writing a band of `mc` rows across every
+    /// column: 4096×32×4096, the weight gradient of a 4096→4096 layer at 32 samples,
+    /// writes a 64 MiB C, and the bands touched a new page at every tile.
+    fn block_rows(&self, depth: usize) -> usize {
+        let Blocking { kc, mc, .. } = self.blocking;
+        let mr = self.kernels.mr();
+        let scaled = mc.saturating_mul(kc) / depth.max(1);
+        (scaled / mr * mr).max(mc)
+    }
+
     /// Packs the B panel of `step` into `dst`, split over `threads` tasks.
     ///
     /// # Safety
@@ -321,7 +334,7 @@ impl Nest<'_> {
         // Even `mc` blocks in units of `mr`: 256 rows with mc = 240 become 144 + 112, not
         // 240 + 16.
         let mr = self.kernels.mr();
-        let blocks = EvenSplit::by_max_len(rows.len().div_ceil(mr), self.blocking.mc / mr);
+        let blocks = EvenSplit::by_max_len(rows.len().div_ceil(mr), self.block_rows(depth) / mr);
         for block in 0..blocks.parts() {
             let units = blocks.part(block);
             let ic = rows.start + units.start * mr;
