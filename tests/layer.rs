@@ -845,3 +845,55 @@ fn predict_non_finite_outputs_name_row() {
         }
     ));
 }
+
+/// Builds a fresh optimiser for a test that runs it on several threads.
+type MakeOptimizer = fn() -> Box<dyn Optimizer + Send>;
+
+#[test]
+fn optimizer_update_threads_bitwise_equal() {
+    // 300 007 parameters: more than four 64 K chunks, and not a multiple of any split.
+    let len = 300_007;
+    let mut rng = ChaCha8Rng::seed_from_u64(31);
+    let start: Vec<f32> = (0..len).map(|_| rng.random_range(-1.0..1.0)).collect();
+    let grads: Vec<Vec<f32>> = (0..3)
+        .map(|_| (0..len).map(|_| rng.random_range(-1.0..1.0)).collect())
+        .collect();
+    let optimizers: Vec<(&str, MakeOptimizer)> = vec![
+        ("sgd", || Box::new(Sgd::new(0.1).with_weight_decay(0.01))),
+        ("momentum", || Box::new(Sgd::new(0.1).with_momentum(0.9))),
+        ("nesterov", || {
+            Box::new(Sgd::new(0.1).with_momentum(0.9).with_nesterov(true))
+        }),
+        ("adam", || Box::new(Adam::new(0.01).with_weight_decay(0.01))),
+    ];
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(3)
+        .build()
+        .unwrap();
+
+    for (name, make) in optimizers {
+        let run = |par: Parallelism| {
+            let mut optimizer = make();
+            let mut params = start.clone();
+            for step_grads in &grads {
+                optimizer.begin_step().unwrap();
+                pool.install(|| optimizer.update_with(0, &mut params, step_grads, par))
+                    .unwrap();
+            }
+            params
+        };
+        let sequential = run(Parallelism::Sequential);
+        assert_ne!(sequential, start, "{name}: the steps changed nothing");
+        for par in [Parallelism::Rayon(2), Parallelism::Rayon(0)] {
+            let threaded = run(par);
+            let same = sequential
+                .iter()
+                .zip(&threaded)
+                .all(|(a, b)| a.to_bits() == b.to_bits());
+            assert!(
+                same,
+                "{name} with {par:?} differs from the sequential update"
+            );
+        }
+    }
+}

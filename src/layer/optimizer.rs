@@ -6,13 +6,17 @@
 //! network: [`Sequential::train_step`](super::Sequential::train_step) numbers the tensors
 //! `2·l` (weights of layer `l`) and `2·l + 1` (its bias).
 
+use rayon::prelude::*;
+
 use crate::error::Error;
+use crate::parallel::Parallelism;
 
 /// A rule that updates parameters from their gradients, one training step at a time.
 ///
 /// [`Sequential::train_step`](super::Sequential::train_step) calls
 /// [`begin_step`](Optimizer::begin_step) once before it changes anything, then
-/// [`update`](Optimizer::update) once per parameter tensor.
+/// [`update_with`](Optimizer::update_with) once per parameter tensor, with the network's
+/// parallelism.
 pub trait Optimizer {
     /// Checks the hyperparameters and starts a new step.
     ///
@@ -34,6 +38,40 @@ pub trait Optimizer {
     /// before (the optimiser is being used with another network), or `index` when it skips
     /// a number. Nothing changes on error.
     fn update(&mut self, index: usize, params: &mut [f32], grads: &[f32]) -> Result<(), Error>;
+
+    /// Updates parameter tensor number `index` as [`update`](Optimizer::update) does, on as
+    /// many threads as `par` allows. The result must not depend on `par`.
+    ///
+    /// The provided method calls `update` on the calling thread. [`Sgd`] and [`Adam`]
+    /// update long tensors in chunks on rayon tasks, since each element's update depends
+    /// on that element alone. [`Sequential::train_step`](super::Sequential::train_step)
+    /// calls this method with the network's parallelism.
+    ///
+    /// # Errors
+    ///
+    /// As for [`update`](Optimizer::update).
+    fn update_with(
+        &mut self,
+        index: usize,
+        params: &mut [f32],
+        grads: &[f32],
+        par: Parallelism,
+    ) -> Result<(), Error> {
+        let _ = par;
+        self.update(index, params, grads)
+    }
+}
+
+/// Fewest parameters per rayon task in an optimiser update. The update reads and writes
+/// each element's parameter, gradient and state once, so 64 K elements take about ten
+/// microseconds on one core, several times what handing a chunk to a task costs.
+const MIN_UPDATE_CHUNK: usize = 1 << 16;
+
+/// Elements per rayon task for an update of `len` parameters under `par`, or `None` to
+/// update them on the calling thread.
+fn update_chunk(par: Parallelism, len: usize) -> Option<usize> {
+    let tasks = par.max_threads().min(len / MIN_UPDATE_CHUNK);
+    (tasks > 1).then(|| len.div_ceil(tasks))
 }
 
 /// Stochastic gradient descent with optional momentum, Nesterov momentum and L2 weight
@@ -110,28 +148,60 @@ impl Optimizer for Sgd {
     }
 
     fn update(&mut self, index: usize, params: &mut [f32], grads: &[f32]) -> Result<(), Error> {
+        self.update_with(index, params, grads, Parallelism::Sequential)
+    }
+
+    fn update_with(
+        &mut self,
+        index: usize,
+        params: &mut [f32],
+        grads: &[f32],
+        par: Parallelism,
+    ) -> Result<(), Error> {
         Error::check_len("grads", params.len(), grads.len())?;
         let (lr, wd, momentum) = (self.learning_rate, self.weight_decay, self.momentum);
+        let chunk = update_chunk(par, params.len());
         if momentum == 0.0 {
-            for (p, &g) in params.iter_mut().zip(grads) {
-                *p -= lr * (g + wd * *p);
+            let step = |params: &mut [f32], grads: &[f32]| {
+                for (p, &g) in params.iter_mut().zip(grads) {
+                    *p -= lr * (g + wd * *p);
+                }
+            };
+            match chunk {
+                Some(chunk) => params
+                    .par_chunks_mut(chunk)
+                    .zip(grads.par_chunks(chunk))
+                    .for_each(|(p, g)| step(p, g)),
+                None => step(params, grads),
             }
             return Ok(());
         }
 
+        let nesterov = self.nesterov;
         let velocity = state_for(&mut self.velocity, index, params.len())?;
-        if self.nesterov {
-            for ((p, &g), v) in params.iter_mut().zip(grads).zip(velocity.iter_mut()) {
-                let g = g + wd * *p;
-                *v = momentum * *v + g;
-                *p -= lr * (g + momentum * *v);
+        let step = |params: &mut [f32], grads: &[f32], velocity: &mut [f32]| {
+            let elements = params.iter_mut().zip(grads).zip(velocity.iter_mut());
+            if nesterov {
+                for ((p, &g), v) in elements {
+                    let g = g + wd * *p;
+                    *v = momentum * *v + g;
+                    *p -= lr * (g + momentum * *v);
+                }
+            } else {
+                for ((p, &g), v) in elements {
+                    let g = g + wd * *p;
+                    *v = momentum * *v + g;
+                    *p -= lr * *v;
+                }
             }
-        } else {
-            for ((p, &g), v) in params.iter_mut().zip(grads).zip(velocity.iter_mut()) {
-                let g = g + wd * *p;
-                *v = momentum * *v + g;
-                *p -= lr * *v;
-            }
+        };
+        match chunk {
+            Some(chunk) => params
+                .par_chunks_mut(chunk)
+                .zip(grads.par_chunks(chunk))
+                .zip(velocity.par_chunks_mut(chunk))
+                .for_each(|((p, g), v)| step(p, g, v)),
+            None => step(params, grads, velocity),
         }
         Ok(())
     }
@@ -232,6 +302,16 @@ impl Optimizer for Adam {
     }
 
     fn update(&mut self, index: usize, params: &mut [f32], grads: &[f32]) -> Result<(), Error> {
+        self.update_with(index, params, grads, Parallelism::Sequential)
+    }
+
+    fn update_with(
+        &mut self,
+        index: usize,
+        params: &mut [f32],
+        grads: &[f32],
+        par: Parallelism,
+    ) -> Result<(), Error> {
         Error::check_len("grads", params.len(), grads.len())?;
         let (lr, beta1, beta2, eps) = (self.learning_rate, self.beta1, self.beta2, self.epsilon);
         let decay = 1.0 - lr * self.weight_decay;
@@ -243,12 +323,23 @@ impl Optimizer for Adam {
 
         let first = state_for(&mut self.first_moment, index, params.len())?;
         let second = state_for(&mut self.second_moment, index, params.len())?;
-        let moments = first.iter_mut().zip(second.iter_mut());
-        for ((p, &g), (m, v)) in params.iter_mut().zip(grads).zip(moments) {
-            *p *= decay;
-            *m = beta1 * *m + (1.0 - beta1) * g;
-            *v = beta2 * *v + (1.0 - beta2) * g * g;
-            *p -= step_size * *m / (v.sqrt() * inv_sqrt_correction2 + eps);
+        let step = |params: &mut [f32], grads: &[f32], first: &mut [f32], second: &mut [f32]| {
+            let moments = first.iter_mut().zip(second.iter_mut());
+            for ((p, &g), (m, v)) in params.iter_mut().zip(grads).zip(moments) {
+                *p *= decay;
+                *m = beta1 * *m + (1.0 - beta1) * g;
+                *v = beta2 * *v + (1.0 - beta2) * g * g;
+                *p -= step_size * *m / (v.sqrt() * inv_sqrt_correction2 + eps);
+            }
+        };
+        match update_chunk(par, params.len()) {
+            Some(chunk) => params
+                .par_chunks_mut(chunk)
+                .zip(grads.par_chunks(chunk))
+                .zip(first.par_chunks_mut(chunk))
+                .zip(second.par_chunks_mut(chunk))
+                .for_each(|(((p, g), m), v)| step(p, g, m, v)),
+            None => step(params, grads, first, second),
         }
         Ok(())
     }

@@ -226,13 +226,15 @@ impl Sequential {
         optimizer.begin_step()?;
         self.backward(x)?;
 
+        let par = self.parallelism;
         for (l, layer) in self.layers.iter_mut().enumerate() {
-            optimizer.update(
+            optimizer.update_with(
                 2 * l,
                 layer.weights.as_mut_slice(),
                 layer.grad_weights.as_slice(),
+                par,
             )?;
-            optimizer.update(2 * l + 1, &mut layer.bias, &layer.grad_bias)?;
+            optimizer.update_with(2 * l + 1, &mut layer.bias, &layer.grad_bias, par)?;
         }
         Ok(loss)
     }
