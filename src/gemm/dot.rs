@@ -98,7 +98,7 @@ pub(crate) unsafe fn run(problem: &Problem, kernels: &KernelSet) {
             problem.post
         };
         // SAFETY: the line's `count` elements from (0, 0) are adjacent, inside C, written
-        // above and written by this call alone; the caller guarantees the steps'
+        // above and written by this call alone. The caller guarantees the steps'
         // pointers for them and support for the path.
         unsafe { kernels.apply_post(&post, problem.c.at(0, 0), 0, count, 1) };
     }

@@ -232,8 +232,8 @@ unsafe fn store_tile<L: Lane, const MV: usize, const NR: usize>(
 
     // Every other tile: first spill the accumulators with constant indices, then store
     // the vectors inside the tile with run-time bounds. The constant indices let the
-    // accumulation loop above keep the accumulators in registers; a loop over `acc` with
-    // run-time indices puts them in memory, with a store per step. The spill buffer is
+    // accumulation loop above keep the accumulators in registers, because a loop over
+    // `acc` with run-time indices puts them in memory, with a store per step. The spill buffer is
     // left uninitialised, because a zeroed one cost a memset on every call.
     let mut spilled = core::mem::MaybeUninit::<[[[f32; MAX_LANE_WIDTH]; MV]; NR]>::uninit();
     let spill_base = spilled.as_mut_ptr().cast::<f32>();

@@ -362,7 +362,7 @@ impl ColumnTile {
             let column = self.c.wrapping_offset(j as isize * self.col_stride);
             let mut first_row = 0;
             // SAFETY (both loads and stores): the rows from `first_row` lie inside the
-            // column, whole vectors in the loop and `valid` elements after it; the caller
+            // column, whole vectors in the loop and `valid` elements after it. The caller
             // guarantees `args`.
             while first_row + L::WIDTH <= self.rows {
                 unsafe {

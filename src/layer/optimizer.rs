@@ -62,9 +62,10 @@ pub trait Optimizer {
     }
 }
 
-/// Fewest parameters per rayon task in an optimiser update. The update reads and writes
-/// each element's parameter, gradient and state once, so 64 K elements take about ten
-/// microseconds on one core, several times what handing a chunk to a task costs.
+/// Minimum number of parameters per rayon task in an optimiser update. The update reads
+/// and writes each element's parameter, gradient and state once, so 64 K elements take
+/// about ten microseconds on one core (47 µs for 235 k measured on Zen 4), several times
+/// what handing a chunk to a task costs.
 const MIN_UPDATE_CHUNK: usize = 1 << 16;
 
 /// Elements per rayon task for an update of `len` parameters under `par`, or `None` to
