@@ -64,8 +64,8 @@ pub trait Optimizer {
 
 /// Minimum number of parameters per rayon task in an optimiser update. The update reads
 /// and writes each element's parameter, gradient and state once, so 64 K elements take
-/// about ten microseconds on one core (47 µs for 235 k measured on Zen 4), several times
-/// what handing a chunk to a task costs.
+/// about ten microseconds on one core (235 k took 3.6 % of a 1.3 ms training step in a
+/// profile on Zen 4), several times what handing a chunk to a task costs.
 const MIN_UPDATE_CHUNK: usize = 1 << 16;
 
 /// Elements per rayon task for an update of `len` parameters under `par`, or `None` to
