@@ -389,6 +389,7 @@ impl Nest<'_> {
                             depth,
                             padded,
                             packed_a.add(depth * start),
+                            self.kernels.avx_transpose,
                         );
                     }
                 }

@@ -39,6 +39,9 @@ pub(crate) struct KernelSet {
     pub max_vectors: usize,
     /// Columns per full tile.
     pub nr: usize,
+    /// Whether packing may transpose 8 × 8 blocks with AVX, which every CPU of this path
+    /// has; otherwise it transposes 4 × 4 blocks with SSE.
+    pub avx_transpose: bool,
     /// Kernels for B micro-panels with unit column stride, by `[vectors - 1][cols - 1]`.
     unit_b_tiles: &'static [&'static [TileFn]],
     /// Kernels for B micro-panels with any column stride.
@@ -140,6 +143,7 @@ static PORTABLE: KernelSet = KernelSet {
     lane_width: 8,
     max_vectors: 1,
     nr: 6,
+    avx_transpose: false,
     unit_b_tiles: tile_table!(portable_tile; true; [1]; [1, 2, 3, 4, 5, 6]),
     strided_b_tiles: tile_table!(portable_tile; false; [1]; [1, 2, 3, 4, 5, 6]),
     dots: portable_dots,
@@ -184,6 +188,7 @@ static AVX2: KernelSet = KernelSet {
     lane_width: 8,
     max_vectors: 2,
     nr: 6,
+    avx_transpose: true,
     unit_b_tiles: tile_table!(avx2_tile; true; [1, 2]; [1, 2, 3, 4, 5, 6]),
     strided_b_tiles: tile_table!(avx2_tile; false; [1, 2]; [1, 2, 3, 4, 5, 6]),
     dots: avx2_dots,
@@ -235,6 +240,7 @@ static AVX512: KernelSet = KernelSet {
     lane_width: 16,
     max_vectors: 3,
     nr: 8,
+    avx_transpose: true,
     unit_b_tiles: tile_table!(avx512_tile; true; [1, 2, 3]; [1, 2, 3, 4, 5, 6, 7, 8]),
     strided_b_tiles: tile_table!(avx512_tile; false; [1, 2, 3]; [1, 2, 3, 4, 5, 6, 7, 8]),
     dots: avx512_dots,
