@@ -168,9 +168,9 @@ const WIDE_TRANSPOSE_SIDE: usize = 8;
 
 /// Copies an 8 × 8 block transposed: element `q` of source line `s` (at
 /// `src + s·src_stride`) goes to element `s` of destination line `q` (at
-/// `dst + q·dst_stride`). A call, not inlined into the packing loop, because the loop is
-/// also compiled for CPUs without AVX; one block is 64 elements, so the call is a small
-/// part of its cost.
+/// `dst + q·dst_stride`). It stays a call rather than inlined code, because the packing
+/// loop is also compiled for CPUs without AVX. One block is 64 elements, so the call is
+/// a small part of its cost.
 ///
 /// # Safety
 ///
