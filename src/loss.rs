@@ -13,8 +13,9 @@ use crate::activation::{exp, exp_shifted_in_place, row_max, sigmoid_from_exp};
 use crate::error::{Error, Shape};
 use crate::matrix::{MatMut, MatRef};
 
-/// The targets of a softmax cross-entropy: one class index per row, or a dense matrix of
-/// target probabilities (one-hot rows included).
+/// The targets of a loss: one class index per row (softmax cross-entropy only), or a dense
+/// matrix with the logits' shape (target probabilities, one-hot rows included, or the
+/// values that mean squared error compares with).
 #[derive(Clone, Copy, Debug)]
 pub enum Targets<'a> {
     /// Row `i`'s target class is `classes[i]`, which must be below the number of columns.

@@ -897,3 +897,31 @@ fn optimizer_update_threads_bitwise_equal() {
         }
     }
 }
+
+#[test]
+fn optimizer_skipped_index_rejected() {
+    let mut sgd = Sgd::new(0.1).with_momentum(0.9);
+    sgd.begin_step().unwrap();
+    let mut params = [1.0; 4];
+
+    let fresh = sgd.update(3, &mut params, &[0.5; 4]).unwrap_err();
+    assert!(matches!(
+        fresh,
+        Error::InvalidArgument {
+            operand: "index",
+            ..
+        }
+    ));
+    assert!(
+        fresh.to_string().contains("has seen no tensors yet"),
+        "{fresh}"
+    );
+    assert_eq!(params, [1.0; 4]);
+
+    sgd.update(0, &mut params, &[0.5; 4]).unwrap();
+    let after_one = sgd.update(2, &mut params, &[0.5; 4]).unwrap_err();
+    assert!(
+        after_one.to_string().contains("has seen tensors 0 to 0"),
+        "{after_one}"
+    );
+}

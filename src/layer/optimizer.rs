@@ -16,7 +16,8 @@ use crate::parallel::Parallelism;
 /// [`Sequential::train_step`](super::Sequential::train_step) calls
 /// [`begin_step`](Optimizer::begin_step) once before it changes anything, then
 /// [`update_with`](Optimizer::update_with) once per parameter tensor, with the network's
-/// parallelism.
+/// parallelism. It numbers the tensors `2·l` (the weights of layer `l`) and `2·l + 1` (its
+/// bias), so an optimiser that keeps state per tensor serves one network.
 pub trait Optimizer {
     /// Checks the hyperparameters and starts a new step.
     ///
@@ -36,7 +37,8 @@ pub trait Optimizer {
     /// [`Error::LengthMismatch`] naming `grads` when it is not as long as `params`;
     /// [`Error::InvalidArgument`] naming `params` when tensor `index` had another length
     /// before (the optimiser is being used with another network), or `index` when it skips
-    /// a number. Nothing changes on error.
+    /// a number. Nothing changes on error. An optimiser that keeps no state per tensor,
+    /// such as [`Sgd`] without momentum, accepts any index and length.
     fn update(&mut self, index: usize, params: &mut [f32], grads: &[f32]) -> Result<(), Error>;
 
     /// Updates parameter tensor number `index` as [`update`](Optimizer::update) does, on as
@@ -44,7 +46,9 @@ pub trait Optimizer {
     ///
     /// The provided method calls `update` on the calling thread. [`Sgd`] and [`Adam`]
     /// update long tensors in chunks on rayon tasks, since each element's update depends
-    /// on that element alone. [`Sequential::train_step`](super::Sequential::train_step)
+    /// on that element alone, and their `update` calls this method. An implementation
+    /// that does not override this method must not do the same, or the two would call
+    /// each other without end. [`Sequential::train_step`](super::Sequential::train_step)
     /// calls this method with the network's parallelism.
     ///
     /// # Errors
@@ -355,12 +359,15 @@ impl Optimizer for Adam {
 /// tensor had another length before.
 fn state_for(states: &mut Vec<Vec<f32>>, index: usize, len: usize) -> Result<&mut [f32], Error> {
     if index > states.len() {
+        let seen = match states.len() {
+            0 => "no tensors yet".to_string(),
+            len => format!("tensors 0 to {}", len - 1),
+        };
         return Err(Error::InvalidArgument {
             operand: "index",
             reason: format!(
-                "tensor {index} skips a number: this optimiser has seen tensors 0 to {}; \
-                 number them in the order of their first update",
-                states.len() as isize - 1
+                "tensor {index} skips a number: this optimiser has seen {seen}; \
+                 number them in the order of their first update"
             ),
         });
     }

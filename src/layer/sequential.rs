@@ -187,7 +187,10 @@ impl Sequential {
     ///
     /// Afterwards each layer's [`grad_weights`](Dense::grad_weights) and
     /// [`grad_bias`](Dense::grad_bias) contain this batch's gradients. When an error is
-    /// returned, the parameters, the gradients and the optimiser's state are unchanged.
+    /// returned, the parameters, the gradients and the optimiser's state are unchanged,
+    /// except after the error naming `params` (an optimiser whose state belongs to another
+    /// network): the gradients are this batch's, and the tensors before the one that
+    /// failed are already updated.
     ///
     /// # Errors
     ///
@@ -226,6 +229,8 @@ impl Sequential {
         optimizer.begin_step()?;
         self.backward(x)?;
 
+        // NOTE: an optimiser whose state belongs to another network fails at the first
+        // tensor of another length, after the tensors before it were updated.
         let par = self.parallelism;
         for (l, layer) in self.layers.iter_mut().enumerate() {
             optimizer.update_with(
