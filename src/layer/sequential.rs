@@ -187,10 +187,10 @@ impl Sequential {
     ///
     /// Afterwards each layer's [`grad_weights`](Dense::grad_weights) and
     /// [`grad_bias`](Dense::grad_bias) contain this batch's gradients. When an error is
-    /// returned, the parameters, the gradients and the optimiser's state are unchanged,
-    /// except after the error naming `params` (an optimiser whose state belongs to another
-    /// network): the gradients are this batch's, and the tensors before the one that
-    /// failed are already updated.
+    /// returned, the parameters, the gradients and the optimiser's state are unchanged.
+    /// The exception is the error naming `params`, from an optimiser whose state belongs
+    /// to another network. The gradients are then this batch's, and the tensors before the
+    /// one that failed are already updated.
     ///
     /// # Errors
     ///
