@@ -56,7 +56,8 @@ pub(crate) unsafe fn run(problem: &Problem, kernels: &KernelSet) {
     };
 
     // When the line of C is contiguous, the element-wise steps run afterwards in one
-    // vector pass over it, where element by element they cost 20 cycles each.
+    // vector pass over it. Element by element they cost about 20 cycles each, an estimate
+    // from timing one sample through a 256-output layer.
     let line_stride = if one_row {
         problem.c.col_stride
     } else {

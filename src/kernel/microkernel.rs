@@ -213,9 +213,9 @@ unsafe fn store_tile<L: Lane, const MV: usize, const NR: usize>(
     let contiguous = t.c_row_stride == 1;
 
     // Full tiles with contiguous columns and a plain store (no post step, β of 0 or 1)
-    // go straight from the registers, in loops free of the epilogue's branches that LLVM
-    // unrolls. Their arithmetic is that of `store_vector`, so a result does not depend on
-    // which loop stores its tile.
+    // go straight from the registers, in branch-free loops that LLVM unrolls. Their
+    // arithmetic is that of `store_vector`, so a result does not depend on which loop
+    // stores its tile.
     if contiguous && t.rows == MV * L::WIDTH && t.cols == NR && epilogue.post.is_none() {
         match epilogue.beta {
             // SAFETY (both arms): the tile is full and contiguous, and the caller's

@@ -40,7 +40,7 @@ pub(crate) struct KernelSet {
     /// Columns per full tile.
     pub nr: usize,
     /// Whether packing may transpose 8 × 8 blocks with AVX, which every CPU of this path
-    /// has; otherwise it transposes 4 × 4 blocks with SSE.
+    /// has. Without it, packing transposes 4 × 4 blocks with SSE.
     pub avx_transpose: bool,
     /// Kernels for B micro-panels with unit column stride, by `[vectors - 1][cols - 1]`.
     unit_b_tiles: &'static [&'static [TileFn]],
