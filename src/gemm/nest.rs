@@ -23,14 +23,20 @@ use super::pack::{pack_a, pack_b};
 use super::split::EvenSplit;
 use crate::kernel::{Beta, Epilogue, KernelSet, Post, TileArgs};
 
-/// Fraction of L2 below which an operand is read in place instead of packed. A qualifies
-/// when its columns are contiguous, and B with any strides, because the micro-kernel
-/// broadcasts B's elements one by one.
+/// Fraction of L2 below which B is read in place instead of packed, with any strides,
+/// because the micro-kernel broadcasts B's elements one by one.
 ///
 /// Small operands then skip the copy, which would cost a large share of a small product.
 /// Larger ones are packed, because their rows lie far apart in memory, and a packed panel
 /// keeps the micro-kernel's reads within a few pages and cache sets.
-const DIRECT_OPERAND_L2_SHARE: f64 = 0.5;
+const DIRECT_B_L2_SHARE: f64 = 0.5;
+
+/// Largest distance in bytes between consecutive steps along k at which B is read in
+/// place when the micro-kernel reads each B micro-panel more than once. Beyond it, every
+/// step of a micro-panel lands on another page, and each later pass over the micro-panel
+/// misses the TLB again: with B's rows 16 KiB apart (4096×4096×256 AᵀB on a Sapphire
+/// Rapids core) reading in place ran at 55 GFLOP/s and packing at 138.
+const DIRECT_B_MAX_STEP_BYTES: usize = 1024;
 
 /// Maximum number of `mr`-row tiles in A for which B is read in place whatever its size.
 /// Each B micro-panel then serves at most this many micro-kernel calls, so packing it (a
@@ -41,12 +47,12 @@ const DIRECT_B_MAX_ROW_TILES: usize = 8;
 
 /// Maximum number of `nr`-column micro-panels of C for which A is read in place whatever
 /// its size, when its columns are contiguous. Each micro-panel reads all of A once, so a
-/// packed copy is reused at most this many times, which does not repay the copy. The
-/// value 32 was chosen by timing products with k = 784 and 256 rows of A on one AVX-512
-/// core: reading in place took `m` = 1, 4, 16 and 64 from 13, 43, 97 and 101 GFLOP/s
-/// to 32, 108, 111 and 112, while reading 1024³ and 2048³ in place (128 and 256
-/// micro-panels) lost 7 and 13 %.
-const DIRECT_A_MAX_COL_TILES: usize = 32;
+/// packed copy is reused at most this many times, which does not repay the copy. On a
+/// Zen 4 core, with k = 784 and 256 rows of A, reading in place took `n` = 1, 4, 16 and
+/// 64 from 13, 43, 97 and 101 GFLOP/s to 32, 108, 111 and 112. On a Sapphire Rapids core
+/// it gained 2.6 times at `n` = 4 and lost 2 % at `n` = 64, and with 32 micro-panels
+/// (256×784×128) it lost 5 %.
+const DIRECT_A_MAX_COL_TILES: usize = 8;
 
 /// Choice of the operands that the micro-kernels read in place instead of packed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -56,8 +62,9 @@ pub(crate) struct DirectOperands {
 }
 
 impl DirectOperands {
-    /// Chooses for `problem`: A when its columns are contiguous and it is small or C has
-    /// few column micro-panels, B when it is small or A has few row tiles. [`Packing::Always`] packs both.
+    /// Chooses for `problem`: A when its columns are contiguous and it fits in L1d or C
+    /// has few column micro-panels; B when A has one row tile, or when its steps along k
+    /// are close and it is small or A has few row tiles. [`Packing::Always`] packs both.
     pub(crate) fn choose(
         problem: &Problem,
         kernels: &KernelSet,
@@ -66,14 +73,22 @@ impl DirectOperands {
         if packing == Packing::Always {
             return DirectOperands { a: false, b: false };
         }
-        let direct_limit = (CacheSizes::detected().l2 as f64 * DIRECT_OPERAND_L2_SHARE) as usize;
+        let caches = CacheSizes::detected();
+        let direct_b_limit = (caches.l2 as f64 * DIRECT_B_L2_SHARE) as usize;
         let bytes = |rows: usize, cols: usize| rows.saturating_mul(cols) * size_of::<f32>();
+        let b_step_bytes = problem.b.row_stride.unsigned_abs() * size_of::<f32>();
+        let b_row_tiles = problem.m.div_ceil(kernels.mr());
         DirectOperands {
+            // An A that fits in L1d stays there across the column micro-panels; a larger
+            // one streams from L2 through reads a column stride apart, which the hardware
+            // prefetchers follow worse than a packed micro-panel.
             a: problem.a.row_stride == 1
-                && (bytes(problem.m, problem.k) < direct_limit
+                && (bytes(problem.m, problem.k) <= caches.l1d
                     || problem.n <= DIRECT_A_MAX_COL_TILES * kernels.nr),
-            b: bytes(problem.k, problem.n) < direct_limit
-                || problem.m <= DIRECT_B_MAX_ROW_TILES * kernels.mr(),
+            b: b_row_tiles <= 1
+                || (b_step_bytes <= DIRECT_B_MAX_STEP_BYTES
+                    && (bytes(problem.k, problem.n) < direct_b_limit
+                        || b_row_tiles <= DIRECT_B_MAX_ROW_TILES)),
         }
     }
 }
