@@ -21,8 +21,10 @@ const ACTIVATIONS: [Activation; 6] = [
     Activation::Softmax,
 ];
 
-/// (m, n_in, n_out): ones, primes, and sizes around powers of two.
-const SHAPES: [(usize, usize, usize); 8] = [
+/// (m, n_in, n_out): ones, primes, sizes around powers of two, and a few samples through
+/// a wide layer (the forward pass's dot-product path, post steps along rows and along
+/// columns).
+const SHAPES: [(usize, usize, usize); 10] = [
     (1, 1, 1),
     (1, 5, 3),
     (7, 1, 4),
@@ -31,6 +33,8 @@ const SHAPES: [(usize, usize, usize); 8] = [
     (31, 9, 33),
     (16, 8, 15),
     (0, 4, 3),
+    (3, 300, 9),
+    (6, 260, 4),
 ];
 
 /// Lays out `matrix` transposed and padded in a buffer of NaN, so its element (i, j) sits at

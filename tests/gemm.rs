@@ -458,6 +458,40 @@ fn dot_path_single_row_or_column() {
     }
 }
 
+#[test]
+fn dot_path_few_rows_or_columns() {
+    // Up to 4 rows or columns of C from a depth of 256, and up to 8 from 2048, take the
+    // dot-product path in blocks of 4 × 4 (the last block repeating a row or column):
+    // depths at and past both thresholds and past a vector, every C layout.
+    let mut rng = Rng(0x5eed_0000_0000_0d08);
+    for arch in Arch::supported() {
+        let path = (arch, Packing::Auto);
+        let shapes = [
+            (256, 2, 7),
+            (257, 3, 5),
+            (300, 4, 9),
+            (300, 6, 4),
+            (2048, 8, 6),
+            (2055, 5, 8),
+        ];
+        for (k, m, n) in shapes {
+            for c_variant in 0..4 {
+                for (alpha, beta) in [(1.0, 0.0), (-0.5, 1.0), (2.3, -0.5)] {
+                    Case {
+                        a_layout: Layout::RowMajor,
+                        b_layout: Layout::ColMajor,
+                        c_variant,
+                        alpha,
+                        beta,
+                        ..Case::simple(m, k, n)
+                    }
+                    .check(path, &mut rng);
+                }
+            }
+        }
+    }
+}
+
 /// Runs `gemm_with_arch` into a fresh row-major C filled with `c_fill`.
 fn run_filled(arch: Arch, alpha: f32, a: &Matrix, b: &Matrix, beta: f32, c_fill: f32) -> Matrix {
     let mut c = Matrix::from_fn(a.rows(), b.cols(), |_, _| c_fill);
@@ -700,6 +734,8 @@ fn threads_bitwise_equal_sequential() {
         (20, 700, 700),
         (700, 700, 20),
         (203, 611, 97),
+        (4, 4096, 600),
+        (600, 2048, 8),
     ];
     for &(m, k, n) in &shapes {
         assert!(

@@ -1,106 +1,183 @@
-//! Products with a single row or column of C whose operands are both contiguous along the
-//! reduction, such as one sample through a dense layer (`x·Wᵀ`). Each element of C is one
-//! dot product, so each operand is read once and nothing is packed.
+//! Products with few rows or columns of C whose operands are both contiguous along the
+//! reduction, such as a few samples through a dense layer (`X·Wᵀ`). Each element of C is
+//! one dot product of a row of A with a column of B, read where they lie: nothing is
+//! packed, where the loop nest would pack one operand through a transposing copy.
+
+use std::ops::Range;
+
+use rayon::prelude::*;
 
 use super::operand::Problem;
-use crate::kernel::{Beta, DOT_RUNS, KernelSet, Post};
+use super::split::EvenSplit;
+use crate::kernel::{Beta, DOT_ROWS, DOT_RUNS, KernelSet, Post};
 
 /// Shortest reduction for which the dot-product path is taken: below one AVX-512 vector
 /// the loop nest's micro-kernel is as fast, and its tests cover those depths.
 const DOT_MIN_DEPTH: usize = 16;
 
-/// Returns whether `problem` is one row or one column of C over operands contiguous along
-/// k: A's rows and B's columns each a run of adjacent elements. The micro-kernel would
-/// instead pack one of them through a transposing copy and fill one column of its tiles.
+/// Rows (or columns) of C up to which the dot-product path is taken when the reduction
+/// has at least [`FEW_LINES_MIN_DEPTH`] elements. The loop nest would fill at most this
+/// many of a tile's rows and pack the other operand through a transposing copy. At
+/// 4×784×256 (four samples through a 784→256 layer) on a Sapphire Rapids-class core the
+/// dot products ran at 68 GFLOP/s and the loop nest at 49.
+const FEW_LINES: usize = 4;
+
+/// Shortest reduction for which [`FEW_LINES`] rows or columns take the dot-product path.
+/// Each block of dot products ends with 16 horizontal sums, which shorter reductions do
+/// not repay: 4×128×128 ran at 36 GFLOP/s this way and at 43 in the loop nest.
+const FEW_LINES_MIN_DEPTH: usize = 256;
+
+/// Rows (or columns) of C up to which the dot-product path is taken when the reduction
+/// has at least [`MORE_LINES_MIN_DEPTH`] elements, where the loop nest's transposing copy
+/// of a large operand costs most: 8×4096×4096 ran at 61 GFLOP/s this way and at 41 in the
+/// loop nest, but 15×4096×4096 at 54 this way and at 84 in the loop nest.
+const MORE_LINES: usize = 8;
+
+/// Shortest reduction for which [`MORE_LINES`] rows or columns take the dot-product path.
+const MORE_LINES_MIN_DEPTH: usize = 2048;
+
+/// Returns whether `problem` has few rows or columns of C for its depth (one row or
+/// column, [`FEW_LINES`] or [`MORE_LINES`]) over operands contiguous along k: A's rows
+/// and B's columns each a run of adjacent elements.
 pub(crate) fn applies(problem: &Problem) -> bool {
-    (problem.m == 1 || problem.n == 1)
-        && problem.k >= DOT_MIN_DEPTH
+    let k = problem.k;
+    let max_lines = if k >= MORE_LINES_MIN_DEPTH {
+        MORE_LINES
+    } else if k >= FEW_LINES_MIN_DEPTH {
+        FEW_LINES
+    } else {
+        1
+    };
+    problem.m.min(problem.n) <= max_lines
+        && k >= DOT_MIN_DEPTH
         && problem.a.col_stride == 1
         && problem.b.row_stride == 1
 }
 
-/// Computes `C ← α·A·B + β·C` for a problem that [`applies`] on the calling thread, one
-/// dot product per element of C, then the problem's element-wise steps. With `β = 0`, C
-/// is never read.
+/// Computes `C ← α·A·B + β·C` for a problem that [`applies`], one dot product per element
+/// of C, then the problem's element-wise steps. With `β = 0`, C is never read. Up to
+/// `threads` rayon tasks take contiguous groups of columns; each element is computed the
+/// same way whatever the split.
 ///
-/// The run that all elements share (A's row or B's column) goes to the kernel with
-/// [`DOT_RUNS`] of the others at a time, so each of its vectors is loaded once per group.
-/// The last group repeats its last run, whose result the kernel computes the same way.
+/// The problem is first turned so that C has no more rows than columns. A single row goes
+/// to the kernel with [`DOT_RUNS`] columns of B at a time, so each of its vectors is
+/// loaded once per group; more rows go [`DOT_ROWS`] at a time. The last group repeats its
+/// last column or row, whose result the kernel computes the same way.
 ///
 /// # Safety
 ///
 /// `kernels` is for a path this CPU supports. `problem` describes views that are valid for
 /// the whole call, with distinct elements of C and no other live borrow of C. The
 /// pointers of its element-wise steps are readable for C's shape.
-pub(crate) unsafe fn run(problem: &Problem, kernels: &KernelSet) {
-    // One row of C: A's row against each column of B. Otherwise one column: B's column
-    // against each row of A. Element `e` of C is then (0, e) or (e, 0).
-    let one_row = problem.m == 1;
-    let count = if one_row { problem.n } else { problem.m };
-    let position = |e: usize| if one_row { (0, e) } else { (e, 0) };
-    // SAFETY (both): (0, 0) and, for `e < count`, row `e` of A or column `e` of B are
-    // inside their views, and `applies` checked that each is `k` adjacent elements.
-    let shared = unsafe {
-        if one_row {
-            problem.a.at(0, 0)
-        } else {
-            problem.b.at(0, 0)
-        }
-    };
-    let run_at = |e: usize| unsafe {
-        if one_row {
-            problem.b.at(0, e)
-        } else {
-            problem.a.at(e, 0)
-        }
-    };
-
-    // When the line of C is contiguous, the element-wise steps run afterwards in one
-    // vector pass over it. Element by element they cost about 20 cycles each, an estimate
-    // from timing one sample through a 256-output layer.
-    let line_stride = if one_row {
-        problem.c.col_stride
+pub(crate) unsafe fn run(problem: &Problem, kernels: &KernelSet, threads: usize) {
+    // Cᵀ = Bᵀ·Aᵀ writes the same elements with the same arithmetic.
+    let problem = if problem.m > problem.n {
+        problem.t()
     } else {
-        problem.c.row_stride
+        *problem
     };
-    let post_pass = problem.post != Post::NONE && line_stride == 1;
+    let n = problem.n;
 
-    for first in (0..count).step_by(DOT_RUNS) {
-        let last = (first + DOT_RUNS).min(count) - 1;
-        let runs: [*const f32; DOT_RUNS] = core::array::from_fn(|r| run_at((first + r).min(last)));
-        // SAFETY: every run and the shared run are `k` readable elements (see above), and
-        // the caller guarantees support for the path.
-        let dots = unsafe { kernels.dots(shared, &runs, problem.k) };
+    // When C's rows or columns are contiguous, the element-wise steps run afterwards in
+    // one vector pass over each. Element by element they cost about 20 cycles each, an
+    // estimate from timing one sample through a 256-output layer.
+    let has_post = problem.post != Post::NONE;
+    let rows_contiguous = problem.c.col_stride == 1;
+    let post_pass = has_post && (rows_contiguous || problem.c.row_stride == 1);
 
-        for (e, dot) in (first..=last).zip(dots) {
-            let (i, j) = position(e);
-            // SAFETY: (i, j) is inside C, which only this call writes.
-            let c = unsafe { &mut *problem.c.at(i, j) };
-            let product = problem.alpha * dot;
-            let value = match problem.beta {
-                Beta::Zero => product,
-                Beta::One => product + *c,
-                Beta::Other(beta) => product + beta * *c,
-            };
-            *c = if problem.post == Post::NONE || post_pass {
-                value
-            } else {
-                // SAFETY: the caller guarantees the steps' pointers for (i, j).
-                unsafe { problem.post.apply_scalar(value, i, j) }
-            };
+    let groups = n.div_ceil(DOT_RUNS);
+    let tasks = EvenSplit::into_parts(groups, threads.clamp(1, groups));
+    let task = |index: usize| {
+        let range = tasks.part(index);
+        let cols = range.start * DOT_RUNS..(range.end * DOT_RUNS).min(n);
+        // SAFETY: tasks write disjoint columns of C; the rest is the caller's contract.
+        unsafe { run_columns(&problem, kernels, cols, post_pass) };
+    };
+    if tasks.parts() == 1 {
+        task(0);
+    } else {
+        (0..tasks.parts()).into_par_iter().for_each(task);
+    }
+}
+
+/// Computes columns `cols` of C for [`run`], whose problem has no more rows than columns,
+/// and with `post_pass`, applies the element-wise steps to them in vector passes over C's
+/// contiguous rows or columns.
+///
+/// # Safety
+///
+/// The contract of [`run`], and no other task writes these columns of C.
+unsafe fn run_columns(problem: &Problem, kernels: &KernelSet, cols: Range<usize>, post_pass: bool) {
+    let (m, k) = (problem.m, problem.k);
+    let has_post = problem.post != Post::NONE;
+    let rows_contiguous = problem.c.col_stride == 1;
+
+    let store = |i: usize, j: usize, dot: f32| {
+        // SAFETY: (i, j) is inside C, and only this task writes it.
+        let c = unsafe { &mut *problem.c.at(i, j) };
+        let product = problem.alpha * dot;
+        let value = match problem.beta {
+            Beta::Zero => product,
+            Beta::One => product + *c,
+            Beta::Other(beta) => product + beta * *c,
+        };
+        *c = if !has_post || post_pass {
+            value
+        } else {
+            // SAFETY: the caller guarantees the steps' pointers for (i, j).
+            unsafe { problem.post.apply_scalar(value, i, j) }
+        };
+    };
+    // SAFETY (both): row `i < m` of A and column `j < n` of B are inside their views, and
+    // `applies` checked that each is `k` adjacent elements.
+    let row = |i: usize| unsafe { problem.a.at(i, 0) };
+    let col = |j: usize| unsafe { problem.b.at(0, j) };
+
+    // Columns of B in the outer loop: each group stays in L1 while the rows of A, fewer
+    // and shorter in total, pass by.
+    for first_col in cols.clone().step_by(DOT_RUNS) {
+        let last_col = (first_col + DOT_RUNS).min(cols.end) - 1;
+        let runs: [*const f32; DOT_RUNS] =
+            core::array::from_fn(|r| col((first_col + r).min(last_col)));
+        if m == 1 {
+            // SAFETY: A's row and every run are `k` readable elements (see above), and
+            // the caller guarantees support for the path.
+            let dots = unsafe { kernels.dots(row(0), &runs, k) };
+            for (j, dot) in (first_col..=last_col).zip(dots) {
+                store(0, j, dot);
+            }
+            continue;
+        }
+        for first_row in (0..m).step_by(DOT_ROWS) {
+            let last_row = (first_row + DOT_ROWS).min(m) - 1;
+            let rows: [*const f32; DOT_ROWS] =
+                core::array::from_fn(|s| row((first_row + s).min(last_row)));
+            // SAFETY: as above.
+            let dots = unsafe { kernels.dot_block(&rows, &runs, k) };
+            for (i, dots_i) in (first_row..=last_row).zip(dots) {
+                for (j, dot) in (first_col..=last_col).zip(dots_i) {
+                    store(i, j, dot);
+                }
+            }
         }
     }
 
     if post_pass {
-        // The line as one column of `count` contiguous rows: a row of C is a column of Cᵀ.
-        let post = if one_row {
-            problem.post.t()
-        } else {
-            problem.post
-        };
-        // SAFETY: the line's `count` elements from (0, 0) are adjacent, inside C, written
-        // above and written by this call alone. The caller guarantees the steps'
-        // pointers for them and support for the path.
-        unsafe { kernels.apply_post(&post, problem.c.at(0, 0), 0, count, 1) };
+        // Each contiguous line as one column of adjacent rows: a row of C is a column of
+        // Cᵀ.
+        let lines = if rows_contiguous { 0..m } else { cols.clone() };
+        for line in lines {
+            let (at, len) = if rows_contiguous {
+                ((line, cols.start), cols.len())
+            } else {
+                ((0, line), m)
+            };
+            let post = problem.post.at_tile(at.0, at.1);
+            let post = if rows_contiguous { post.t() } else { post };
+            // SAFETY: the line's `len` elements are adjacent, inside C, written above and
+            // written by this task alone. The caller guarantees the steps' pointers for
+            // them and support for the path.
+            unsafe { kernels.apply_post(&post, problem.c.at(at.0, at.1), 0, len, 1) };
+        }
     }
 }

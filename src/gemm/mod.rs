@@ -156,18 +156,15 @@ pub fn gemm_with_options(
 /// readable for C's shape.
 unsafe fn run(mut problem: Problem, arch: Arch, packing: Packing, par: Parallelism) {
     let kernels = KernelSet::for_arch(arch.or_supported_below());
+    let threads = thread_count(&problem, par);
     if packing == Packing::Auto && dot::applies(&problem) {
         // SAFETY: the path is supported (`or_supported_below`); the caller guarantees the
         // views.
-        unsafe { dot::run(&problem, kernels) };
+        unsafe { dot::run(&problem, kernels, threads) };
         return;
     }
 
     let blocking = Blocking::for_kernels(kernels);
-    // NOTE: when both operands are contiguous along k (A·Bᵀ of row-major matrices) and C
-    // has several rows and columns, one of them is packed through a transposing copy: the
-    // dot-product path serves a single row or column only. At 10×128×128 this leaves A·Bᵀ
-    // near 65 GFLOP/s on a Zen 4 core where A·B reaches 100.
     let mut direct = DirectOperands::choose(&problem, kernels, packing);
     let transposed = problem.t();
     let transposed_direct = DirectOperands::choose(&transposed, kernels, packing);
@@ -177,7 +174,6 @@ unsafe fn run(mut problem: Problem, arch: Arch, packing: Packing, par: Paralleli
         direct = transposed_direct;
     }
 
-    let threads = thread_count(&problem, par);
     // SAFETY: the path is supported (`or_supported_below`); the caller guarantees the
     // views and the element-wise steps' pointers.
     unsafe { nest::run(&problem, kernels, blocking, direct, threads) };

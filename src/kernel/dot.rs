@@ -1,5 +1,5 @@
-//! Dot products of one contiguous run of `f32` with several others, the kernel of
-//! products with a single row or column whose operands are both contiguous along the
+//! Dot products of one or a few contiguous runs of `f32` with several others, the kernel
+//! of products with few rows or columns whose operands are both contiguous along the
 //! reduction.
 
 use super::lane::Lane;
@@ -9,77 +9,124 @@ use super::lane::Lane;
 /// per FMA instead of two.
 pub(crate) const DOT_RUNS: usize = 4;
 
-/// Independent vector accumulators per run. With [`DOT_RUNS`] runs that makes eight
-/// FMA chains, enough to keep two FMA pipes busy through a four-cycle latency.
-const DOT_CHAINS: usize = 2;
+/// Rows of A that [`dots_body`] takes at once on the few-row path: a block of
+/// `DOT_ROWS × DOT_RUNS` dot products keeps 16 accumulators, and each step loads one vector
+/// per row and per run for 16 FMAs.
+pub(crate) const DOT_ROWS: usize = 4;
 
-/// Returns `Σ shared[p]·runs[r][p]` over `p < k` for each run `r`.
+/// Independent vector accumulators per dot product with one shared run. With
+/// [`DOT_RUNS`] runs that makes eight FMA chains, enough to keep two FMA pipes busy
+/// through a four-cycle latency. A block of [`DOT_ROWS`] shared runs has 16 chains with
+/// one accumulator each.
+pub(crate) const DOT_CHAINS: usize = 2;
+
+/// Returns `Σ shared[s][p]·runs[r][p]` over `p < k` for each shared run `s` and run `r`,
+/// with `CHAINS` accumulators per pair.
 ///
-/// Every run gets the same sequence of operations. Chain `c` adds the products of the
-/// vectors `c, c + DOT_CHAINS, …`. The first chain then adds those of the whole vectors
-/// left after them, and the last chain that of the masked tail. The result is the sum of
-/// the lanes of all chains.
-/// A run's result therefore does not depend on its place among the runs or on the other
-/// runs, and a caller may repeat a run to fill the array.
+/// Every pair gets the same sequence of operations. Chain `c` adds the products of the
+/// vectors `c, c + CHAINS, …`. The first chain then adds those of the whole vectors left
+/// after them, and the last chain that of the masked tail. The result is the sum of the
+/// lanes of all chains.
+/// A pair's result therefore depends only on its two runs, `k` and `CHAINS`, and a caller
+/// may repeat a run or a shared run to fill the arrays.
 ///
 /// # Safety
 ///
-/// The CPU supports `L`'s instruction set, and `shared` and every run are each valid for
-/// `k` reads.
+/// The CPU supports `L`'s instruction set, and every shared run and every run is valid
+/// for `k` reads.
 #[inline(always)]
-pub(crate) unsafe fn dots_body<L: Lane>(
-    shared: *const f32,
+pub(crate) unsafe fn dots_body<L: Lane, const SHARED: usize, const CHAINS: usize>(
+    shared: &[*const f32; SHARED],
     runs: &[*const f32; DOT_RUNS],
     k: usize,
-) -> [f32; DOT_RUNS] {
+) -> [[f32; DOT_RUNS]; SHARED] {
     // SAFETY: the caller guarantees support for `L`.
-    let mut acc = [[unsafe { L::zero() }; DOT_CHAINS]; DOT_RUNS];
+    let mut acc = [[[unsafe { L::zero() }; CHAINS]; DOT_RUNS]; SHARED];
     let width = L::WIDTH;
 
     let mut p = 0;
-    while p + DOT_CHAINS * width <= k {
-        for chain in 0..DOT_CHAINS {
-            let offset = p + chain * width;
-            // SAFETY: `offset + width ≤ k`, inside every run.
-            let x = unsafe { L::load(shared.add(offset)) };
-            for (acc_r, &run) in acc.iter_mut().zip(runs) {
-                // SAFETY: as above.
-                let y = unsafe { L::load(run.add(offset)) };
-                acc_r[chain] = x.mul_add(y, acc_r[chain]);
-            }
+    while p + CHAINS * width <= k {
+        for chain in 0..CHAINS {
+            // SAFETY: `p + chain·width + width ≤ k`, inside every run.
+            unsafe { accumulate(&mut acc, chain, shared, runs, p + chain * width, width) };
         }
-        p += DOT_CHAINS * width;
+        p += CHAINS * width;
     }
     while p + width <= k {
         // SAFETY: `p + width ≤ k`, inside every run.
-        let x = unsafe { L::load(shared.add(p)) };
-        for (acc_r, &run) in acc.iter_mut().zip(runs) {
-            // SAFETY: as above.
-            let y = unsafe { L::load(run.add(p)) };
-            acc_r[0] = x.mul_add(y, acc_r[0]);
-        }
+        unsafe { accumulate(&mut acc, 0, shared, runs, p, width) };
         p += width;
     }
     if p < k {
-        // SAFETY: the `k − p < width` elements from `p` are inside every run; the masked
-        // loads read nothing beyond them.
-        let x = unsafe { L::load_first(shared.add(p), k - p) };
-        for (acc_r, &run) in acc.iter_mut().zip(runs) {
-            // SAFETY: as above.
-            let y = unsafe { L::load_first(run.add(p), k - p) };
-            acc_r[DOT_CHAINS - 1] = x.mul_add(y, acc_r[DOT_CHAINS - 1]);
-        }
+        // SAFETY: the `k − p < width` elements from `p` are inside every run, and the
+        // masked loads read nothing beyond them.
+        unsafe { accumulate(&mut acc, CHAINS - 1, shared, runs, p, k - p) };
     }
 
     // Plain loops rather than `map` or `reduce`: their closures would be compiled
     // without this function's target features, and call each vector add.
-    let mut dots = [0.0; DOT_RUNS];
-    for (dot, chains) in dots.iter_mut().zip(acc) {
-        let mut sum = chains[0];
-        for chain in &chains[1..] {
-            sum = sum.add(*chain);
+    let mut dots = [[0.0; DOT_RUNS]; SHARED];
+    for (dots_s, acc_s) in dots.iter_mut().zip(&acc) {
+        for (dot, chains) in dots_s.iter_mut().zip(acc_s) {
+            let mut sum = chains[0];
+            for chain in &chains[1..] {
+                sum = sum.add(*chain);
+            }
+            *dot = sum.sum();
         }
-        *dot = sum.sum();
     }
     dots
+}
+
+/// Adds the products of the `len ≤ L::WIDTH` elements from `offset` of every shared run
+/// and every run to chain `chain` of their accumulators. Each run's vector is loaded once
+/// for all shared runs. Plain loops and functions, not closures, so that everything is
+/// inlined with the caller's target features.
+///
+/// # Safety
+///
+/// The CPU supports `L`'s instruction set, and `offset + len` elements are readable from
+/// every shared run and every run.
+#[inline(always)]
+unsafe fn accumulate<L: Lane, const SHARED: usize, const CHAINS: usize>(
+    acc: &mut [[[L; CHAINS]; DOT_RUNS]; SHARED],
+    chain: usize,
+    shared: &[*const f32; SHARED],
+    runs: &[*const f32; DOT_RUNS],
+    offset: usize,
+    len: usize,
+) {
+    // SAFETY: the caller guarantees support for `L`.
+    let mut y = [unsafe { L::zero() }; DOT_RUNS];
+    for (y_r, &run) in y.iter_mut().zip(runs) {
+        // SAFETY: the caller's contract.
+        *y_r = unsafe { load_part(run, offset, len) };
+    }
+    for (acc_s, &row) in acc.iter_mut().zip(shared) {
+        // SAFETY: the caller's contract.
+        let x: L = unsafe { load_part(row, offset, len) };
+        for (acc_r, y_r) in acc_s.iter_mut().zip(&y) {
+            acc_r[chain] = x.mul_add(*y_r, acc_r[chain]);
+        }
+    }
+}
+
+/// Loads the `len ≤ L::WIDTH` elements from `offset` of `ptr`, the rest of the vector
+/// zero when `len` is short.
+///
+/// # Safety
+///
+/// The CPU supports `L`'s instruction set, and `offset + len` elements are readable from
+/// `ptr`.
+#[inline(always)]
+unsafe fn load_part<L: Lane>(ptr: *const f32, offset: usize, len: usize) -> L {
+    // SAFETY: the caller guarantees the elements and support for `L`; a short tail is
+    // read through a mask, which reads nothing beyond it.
+    unsafe {
+        if len == L::WIDTH {
+            L::load(ptr.add(offset))
+        } else {
+            L::load_first(ptr.add(offset), len)
+        }
+    }
 }

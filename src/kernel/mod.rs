@@ -14,7 +14,7 @@ mod post;
 mod sets;
 
 pub use dispatch::Arch;
-pub(crate) use dot::DOT_RUNS;
+pub(crate) use dot::{DOT_ROWS, DOT_RUNS};
 pub(crate) use microkernel::{Beta, CACHE_LINE_F32, Epilogue, TileArgs, prefetch};
 pub use peak::peak_fma_loop;
 pub(crate) use post::{Bias, Post, PostOp};

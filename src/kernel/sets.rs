@@ -2,7 +2,7 @@
 //! thin `#[target_feature]` wrapper around the generic body.
 
 use super::dispatch::Arch;
-use super::dot::{DOT_RUNS, dots_body};
+use super::dot::{DOT_CHAINS, DOT_ROWS, DOT_RUNS, dots_body};
 use super::lane::WideF32x8;
 #[cfg(target_arch = "x86_64")]
 use super::lane::{Avx2F32x8, Avx512F32x16};
@@ -15,6 +15,14 @@ type TileFn = unsafe fn(&TileArgs, &Epilogue);
 /// Compiled dot products: `dots(shared, runs, k)` returns `Σ shared[p]·runs[r][p]` over
 /// `p < k` for each run (see [`dots_body`]).
 type DotsFn = unsafe fn(*const f32, &[*const f32; DOT_RUNS], usize) -> [f32; DOT_RUNS];
+
+/// Compiled block of dot products: `dot_block(rows, runs, k)` returns
+/// `Σ rows[s][p]·runs[r][p]` over `p < k` for each row `s` and run `r`.
+type DotBlockFn = unsafe fn(
+    &[*const f32; DOT_ROWS],
+    &[*const f32; DOT_RUNS],
+    usize,
+) -> [[f32; DOT_RUNS]; DOT_ROWS];
 
 /// Builds `&[&[TileFn]]` indexed by `[vectors - 1][cols - 1]`, for B micro-panels with
 /// unit column stride (`true`) or any column stride (`false`).
@@ -48,6 +56,8 @@ pub(crate) struct KernelSet {
     strided_b_tiles: &'static [&'static [TileFn]],
     /// The dot products of one contiguous run with [`DOT_RUNS`] others.
     dots: DotsFn,
+    /// The dot products of [`DOT_ROWS`] contiguous runs with [`DOT_RUNS`] others.
+    dot_block: DotBlockFn,
     /// The post pass over a stored tile.
     post: PostFn,
 }
@@ -88,6 +98,25 @@ impl KernelSet {
     ) -> [f32; DOT_RUNS] {
         // SAFETY: the caller upholds the contract, and the CPU supports the path.
         unsafe { (self.dots)(shared, runs, k) }
+    }
+
+    /// Returns `Σ rows[s][p]·runs[r][p]` over `p < k` for each row `s` and run `r`. A
+    /// pair's result depends only on its two runs and `k`, so rows and runs may be
+    /// repeated to fill the arrays.
+    ///
+    /// # Safety
+    ///
+    /// `self` came from [`KernelSet::for_arch`] with a path the CPU supports, and every
+    /// row and run is valid for `k` reads.
+    #[inline]
+    pub(crate) unsafe fn dot_block(
+        &self,
+        rows: &[*const f32; DOT_ROWS],
+        runs: &[*const f32; DOT_RUNS],
+        k: usize,
+    ) -> [[f32; DOT_RUNS]; DOT_ROWS] {
+        // SAFETY: the caller upholds the contract, and the CPU supports the path.
+        unsafe { (self.dot_block)(rows, runs, k) }
     }
 
     /// Applies `post` in place to the stored `rows × cols` tile at `c`, whose columns are
@@ -147,6 +176,7 @@ static PORTABLE: KernelSet = KernelSet {
     unit_b_tiles: tile_table!(portable_tile; true; [1]; [1, 2, 3, 4, 5, 6]),
     strided_b_tiles: tile_table!(portable_tile; false; [1]; [1, 2, 3, 4, 5, 6]),
     dots: portable_dots,
+    dot_block: portable_dot_block,
     post: portable_post,
 };
 
@@ -159,7 +189,19 @@ unsafe fn portable_dots(
     k: usize,
 ) -> [f32; DOT_RUNS] {
     // SAFETY: `wide` lanes need no run-time feature; the caller upholds the rest.
-    unsafe { dots_body::<WideF32x8>(shared, runs, k) }
+    unsafe { dots_body::<WideF32x8, 1, DOT_CHAINS>(&[shared], runs, k)[0] }
+}
+
+/// # Safety
+///
+/// The caller upholds the contract of [`dots_body`]. The portable path runs on every CPU.
+unsafe fn portable_dot_block(
+    rows: &[*const f32; DOT_ROWS],
+    runs: &[*const f32; DOT_RUNS],
+    k: usize,
+) -> [[f32; DOT_RUNS]; DOT_ROWS] {
+    // SAFETY: `wide` lanes need no run-time feature; the caller upholds the rest.
+    unsafe { dots_body::<WideF32x8, DOT_ROWS, 1>(rows, runs, k) }
 }
 
 /// # Safety
@@ -192,6 +234,7 @@ static AVX2: KernelSet = KernelSet {
     unit_b_tiles: tile_table!(avx2_tile; true; [1, 2]; [1, 2, 3, 4, 5, 6]),
     strided_b_tiles: tile_table!(avx2_tile; false; [1, 2]; [1, 2, 3, 4, 5, 6]),
     dots: avx2_dots,
+    dot_block: avx2_dot_block,
     post: avx2_post,
 };
 
@@ -206,7 +249,21 @@ unsafe fn avx2_dots(
     k: usize,
 ) -> [f32; DOT_RUNS] {
     // SAFETY: the caller guarantees AVX2 and FMA, and the rest of the contract.
-    unsafe { dots_body::<Avx2F32x8>(shared, runs, k) }
+    unsafe { dots_body::<Avx2F32x8, 1, DOT_CHAINS>(&[shared], runs, k)[0] }
+}
+
+/// # Safety
+///
+/// The CPU supports AVX2 and FMA, and the caller upholds the contract of [`dots_body`].
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn avx2_dot_block(
+    rows: &[*const f32; DOT_ROWS],
+    runs: &[*const f32; DOT_RUNS],
+    k: usize,
+) -> [[f32; DOT_RUNS]; DOT_ROWS] {
+    // SAFETY: the caller guarantees AVX2 and FMA, and the rest of the contract.
+    unsafe { dots_body::<Avx2F32x8, DOT_ROWS, 1>(rows, runs, k) }
 }
 
 /// # Safety
@@ -244,6 +301,7 @@ static AVX512: KernelSet = KernelSet {
     unit_b_tiles: tile_table!(avx512_tile; true; [1, 2, 3]; [1, 2, 3, 4, 5, 6, 7, 8]),
     strided_b_tiles: tile_table!(avx512_tile; false; [1, 2, 3]; [1, 2, 3, 4, 5, 6, 7, 8]),
     dots: avx512_dots,
+    dot_block: avx512_dot_block,
     post: avx512_post,
 };
 
@@ -258,7 +316,21 @@ unsafe fn avx512_dots(
     k: usize,
 ) -> [f32; DOT_RUNS] {
     // SAFETY: the caller guarantees AVX-512F, and the rest of the contract.
-    unsafe { dots_body::<Avx512F32x16>(shared, runs, k) }
+    unsafe { dots_body::<Avx512F32x16, 1, DOT_CHAINS>(&[shared], runs, k)[0] }
+}
+
+/// # Safety
+///
+/// The CPU supports AVX-512F, and the caller upholds the contract of [`dots_body`].
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn avx512_dot_block(
+    rows: &[*const f32; DOT_ROWS],
+    runs: &[*const f32; DOT_RUNS],
+    k: usize,
+) -> [[f32; DOT_RUNS]; DOT_ROWS] {
+    // SAFETY: the caller guarantees AVX-512F, and the rest of the contract.
+    unsafe { dots_body::<Avx512F32x16, DOT_ROWS, 1>(rows, runs, k) }
 }
 
 /// # Safety
