@@ -431,50 +431,12 @@ fn shapes_tall_and_skinny() {
     }
 }
 
-#[test]
-fn dot_path_single_row_or_column() {
-    // One row or one column of C with A's rows and B's columns contiguous takes the
-    // dot-product path: depths around the vector and chain widths, and every C layout.
-    let mut rng = Rng(0x5eed_0000_0000_0d07);
+/// Checks each (m, k, n) with A's rows and B's columns contiguous, as the dot-product path
+/// needs, on every path, C layout and a few α and β.
+fn check_contiguous_along_k(rng: &mut Rng, shapes: &[(usize, usize, usize)]) {
     for arch in Arch::supported() {
         let path = (arch, Packing::Auto);
-        for k in [16, 17, 31, 63, 64, 65, 100, 784] {
-            for (m, n) in [(1, 1), (1, 7), (1, 40), (9, 1)] {
-                for c_variant in 0..4 {
-                    for (alpha, beta) in [(1.0, 0.0), (-0.5, 1.0), (2.3, -0.5)] {
-                        Case {
-                            a_layout: Layout::RowMajor,
-                            b_layout: Layout::ColMajor,
-                            c_variant,
-                            alpha,
-                            beta,
-                            ..Case::simple(m, k, n)
-                        }
-                        .check(path, &mut rng);
-                    }
-                }
-            }
-        }
-    }
-}
-
-#[test]
-fn dot_path_few_rows_or_columns() {
-    // Up to 4 rows or columns of C from a depth of 256, and up to 8 from 2048, take the
-    // dot-product path in blocks of 4 × 4 (the last block repeating a row or column):
-    // depths at and past both thresholds and past a vector, every C layout.
-    let mut rng = Rng(0x5eed_0000_0000_0d08);
-    for arch in Arch::supported() {
-        let path = (arch, Packing::Auto);
-        let shapes = [
-            (256, 2, 7),
-            (257, 3, 5),
-            (300, 4, 9),
-            (300, 6, 4),
-            (2048, 8, 6),
-            (2055, 5, 8),
-        ];
-        for (k, m, n) in shapes {
+        for &(m, k, n) in shapes {
             for c_variant in 0..4 {
                 for (alpha, beta) in [(1.0, 0.0), (-0.5, 1.0), (2.3, -0.5)] {
                     Case {
@@ -485,11 +447,40 @@ fn dot_path_few_rows_or_columns() {
                         beta,
                         ..Case::simple(m, k, n)
                     }
-                    .check(path, &mut rng);
+                    .check(path, rng);
                 }
             }
         }
     }
+}
+
+#[test]
+fn dot_path_single_row_or_column() {
+    // One row or one column of C takes the dot-product path: depths around the vector and
+    // chain widths.
+    let mut rng = Rng(0x5eed_0000_0000_0d07);
+    let mut shapes = Vec::new();
+    for k in [16, 17, 31, 63, 64, 65, 100, 784] {
+        shapes.extend([(1, k, 1), (1, k, 7), (1, k, 40), (9, k, 1)]);
+    }
+    check_contiguous_along_k(&mut rng, &shapes);
+}
+
+#[test]
+fn dot_path_few_rows_or_columns() {
+    // Up to 4 rows or columns of C from a depth of 256, and up to 8 from 2048, take the
+    // dot-product path in blocks of 4 × 4, the last block repeating a row or column. The
+    // depths lie at and past both thresholds and past a vector.
+    let mut rng = Rng(0x5eed_0000_0000_0d08);
+    let shapes = [
+        (2, 256, 7),
+        (3, 257, 5),
+        (4, 300, 9),
+        (6, 300, 4),
+        (8, 2048, 6),
+        (5, 2055, 8),
+    ];
+    check_contiguous_along_k(&mut rng, &shapes);
 }
 
 /// Runs `gemm_with_arch` into a fresh row-major C filled with `c_fill`.

@@ -25,12 +25,14 @@ const FEW_LINES: usize = 4;
 /// Shortest reduction for which [`FEW_LINES`] rows or columns take the dot-product path.
 /// Each block of dot products ends with 16 horizontal sums, which shorter reductions do
 /// not repay: 4×128×128 ran at 36 GFLOP/s this way and at 43 in the loop nest.
+// NOTE: the 16 sums run one accumulator at a time, so 2 to 15 rows of A·Bᵀ at shorter
+// depths still take the loop nest's transposing copy (10×128×128 at a third of the peak).
 const FEW_LINES_MIN_DEPTH: usize = 256;
 
 /// Rows (or columns) of C up to which the dot-product path is taken when the reduction
-/// has at least [`MORE_LINES_MIN_DEPTH`] elements, where the loop nest's transposing copy
-/// of a large operand costs most: 8×4096×4096 ran at 61 GFLOP/s this way and at 41 in the
-/// loop nest, but 15×4096×4096 at 54 this way and at 84 in the loop nest.
+/// has at least [`MORE_LINES_MIN_DEPTH`] elements. There the loop nest's transposing copy
+/// of a large operand costs most. 8×4096×4096 ran at 61 GFLOP/s this way and at 41 in the
+/// loop nest; 15×4096×4096 ran at 54 this way and at 84 in the loop nest.
 const MORE_LINES: usize = 8;
 
 /// Shortest reduction for which [`MORE_LINES`] rows or columns take the dot-product path.
@@ -61,7 +63,7 @@ pub(crate) fn applies(problem: &Problem) -> bool {
 ///
 /// The problem is first turned so that C has no more rows than columns. A single row goes
 /// to the kernel with [`DOT_RUNS`] columns of B at a time, so each of its vectors is
-/// loaded once per group; more rows go [`DOT_ROWS`] at a time. The last group repeats its
+/// loaded once per group. More rows go [`DOT_ROWS`] at a time. The last group repeats its
 /// last column or row, whose result the kernel computes the same way.
 ///
 /// # Safety

@@ -34,8 +34,8 @@ const DIRECT_B_L2_SHARE: f64 = 0.5;
 /// Largest distance in bytes between consecutive steps along k at which B is read in
 /// place when the micro-kernel reads each B micro-panel more than once. Beyond it, every
 /// step of a micro-panel lands on another page, and each later pass over the micro-panel
-/// misses the TLB again: with B's rows 16 KiB apart (4096×4096×256 AᵀB on a Sapphire
-/// Rapids core) reading in place ran at 55 GFLOP/s and packing at 138.
+/// misses the TLB again. With B's rows 16 KiB apart (4096×4096×256 AᵀB on a Sapphire
+/// Rapids-class core), reading in place ran at 55 GFLOP/s and packing at 138.
 const DIRECT_B_MAX_STEP_BYTES: usize = 1024;
 
 /// Maximum number of `mr`-row tiles in A for which B is read in place whatever its size.
@@ -49,8 +49,8 @@ const DIRECT_B_MAX_ROW_TILES: usize = 8;
 /// its size, when its columns are contiguous. Each micro-panel reads all of A once, so a
 /// packed copy is reused at most this many times, which does not repay the copy. On a
 /// Zen 4 core, with k = 784 and 256 rows of A, reading in place took `n` = 1, 4, 16 and
-/// 64 from 13, 43, 97 and 101 GFLOP/s to 32, 108, 111 and 112. On a Sapphire Rapids core
-/// it gained 2.6 times at `n` = 4 and lost 2 % at `n` = 64, and with 32 micro-panels
+/// 64 from 13, 43, 97 and 101 GFLOP/s to 32, 108, 111 and 112. On a Sapphire Rapids-class
+/// core it gained 2.6 times at `n` = 4 and lost 2 % at `n` = 64, and with 32 micro-panels
 /// (256×784×128) it lost 5 %.
 const DIRECT_A_MAX_COL_TILES: usize = 8;
 
@@ -62,9 +62,10 @@ pub(crate) struct DirectOperands {
 }
 
 impl DirectOperands {
-    /// Chooses for `problem`: A when its columns are contiguous and it fits in L1d or C
-    /// has few column micro-panels; B when A has one row tile, or when its steps along k
-    /// are close and it is small or A has few row tiles. [`Packing::Always`] packs both.
+    /// Chooses the operands of `problem` to read in place. A qualifies when its columns
+    /// are contiguous and it fits in L1d or C has few column micro-panels. B qualifies
+    /// when A has one row tile, or when its steps along k are close and it is small or A
+    /// has few row tiles. [`Packing::Always`] packs both.
     pub(crate) fn choose(
         problem: &Problem,
         kernels: &KernelSet,
@@ -79,9 +80,9 @@ impl DirectOperands {
         let b_step_bytes = problem.b.row_stride.unsigned_abs() * size_of::<f32>();
         let b_row_tiles = problem.m.div_ceil(kernels.mr());
         DirectOperands {
-            // An A that fits in L1d stays there across the column micro-panels; a larger
-            // one streams from L2 through reads a column stride apart, which the hardware
-            // prefetchers follow worse than a packed micro-panel.
+            // An A that fits in L1d stays there across the column micro-panels. A larger
+            // one streams from L2 through reads a column stride apart, and the hardware
+            // prefetchers follow those worse than a packed micro-panel.
             a: problem.a.row_stride == 1
                 && (bytes(problem.m, problem.k) <= caches.l1d
                     || problem.n <= DIRECT_A_MAX_COL_TILES * kernels.nr),
