@@ -468,15 +468,17 @@ fn dot_path_single_row_or_column() {
 
 #[test]
 fn dot_path_few_rows_or_columns() {
-    // Up to 4 rows or columns of C from a depth of 256, and up to 8 from 2048, take the
+    // Up to 4 rows or columns of C from a depth of 256, and up to 8 from 384, take the
     // dot-product path in blocks of 4 × 4, the last block repeating a row or column. The
-    // depths lie at and past both thresholds and past a vector.
+    // depths lie at and past both thresholds and past a vector; one lies just below.
     let mut rng = Rng(0x5eed_0000_0000_0d08);
     let shapes = [
         (2, 256, 7),
         (3, 257, 5),
         (4, 300, 9),
         (6, 300, 4),
+        (6, 383, 9),
+        (7, 384, 9),
         (8, 2048, 6),
         (5, 2055, 8),
     ];

@@ -17,26 +17,28 @@ const DOT_MIN_DEPTH: usize = 16;
 
 /// Rows (or columns) of C up to which the dot-product path is taken when the reduction
 /// has at least [`FEW_LINES_MIN_DEPTH`] elements. The loop nest would fill at most this
-/// many of a tile's rows and pack the other operand through a transposing copy. At
-/// 4×784×256 (four samples through a 784→256 layer) on a Sapphire Rapids-class core the
-/// dot products ran at 68 GFLOP/s and the loop nest at 49.
+/// many of a tile's rows and pack the other operand through a transposing copy. On a
+/// Sapphire Rapids-class core, 4×256×256 ran at 66 GFLOP/s this way and at 42 in the loop
+/// nest, and 4×784×256 (four samples through a 784→256 layer) at 107 and 49.
 const FEW_LINES: usize = 4;
 
 /// Shortest reduction for which [`FEW_LINES`] rows or columns take the dot-product path.
 /// Each block of dot products ends with 16 horizontal sums, which shorter reductions do
-/// not repay: 4×128×128 ran at 36 GFLOP/s this way and at 43 in the loop nest.
-// NOTE: the 16 sums run one accumulator at a time, so 2 to 15 rows of A·Bᵀ at shorter
-// depths still take the loop nest's transposing copy (10×128×128 at a third of the peak).
+/// not repay: 4×128×128 ran at 42 GFLOP/s this way and at 43 in the loop nest.
 const FEW_LINES_MIN_DEPTH: usize = 256;
 
 /// Rows (or columns) of C up to which the dot-product path is taken when the reduction
-/// has at least [`MORE_LINES_MIN_DEPTH`] elements. There the loop nest's transposing copy
-/// of a large operand costs most. 8×4096×4096 ran at 61 GFLOP/s this way and at 41 in the
-/// loop nest; 15×4096×4096 ran at 54 this way and at 84 in the loop nest.
+/// has at least [`MORE_LINES_MIN_DEPTH`] elements. 8×784×256 ran at 109 GFLOP/s this way
+/// and at 72 in the loop nest. With more rows the loop nest's tiles fill up: 15×512×512
+/// ran at 95 this way and at 118 in the loop nest.
+// NOTE: the 16 sums of a block run one accumulator at a time. A transposing reduction
+// might let the path serve more rows and shorter depths, which the loop nest now takes.
 const MORE_LINES: usize = 8;
 
-/// Shortest reduction for which [`MORE_LINES`] rows or columns take the dot-product path.
-const MORE_LINES_MIN_DEPTH: usize = 2048;
+/// Shortest reduction for which [`MORE_LINES`] rows or columns take the dot-product path:
+/// 8×384×384 ran at 89 GFLOP/s this way and at 81 in the loop nest, and 6×256×256 at 56
+/// and 59.
+const MORE_LINES_MIN_DEPTH: usize = 384;
 
 /// Returns whether `problem` has few rows or columns of C for its depth (one row or
 /// column, [`FEW_LINES`] or [`MORE_LINES`]) over operands contiguous along k: A's rows

@@ -96,17 +96,20 @@ unsafe fn accumulate<L: Lane, const SHARED: usize, const CHAINS: usize>(
     offset: usize,
     len: usize,
 ) {
+    // Index loops over constant bounds, which LLVM unrolls fully, so the accumulators
+    // stay in registers. Iterators over the nested arrays left them on the stack, with a
+    // store after every FMA (4×784×256 A·Bᵀ at 68 GFLOP/s instead of 107).
     // SAFETY: the caller guarantees support for `L`.
     let mut y = [unsafe { L::zero() }; DOT_RUNS];
-    for (y_r, &run) in y.iter_mut().zip(runs) {
+    for r in 0..DOT_RUNS {
         // SAFETY: the caller's contract.
-        *y_r = unsafe { load_part(run, offset, len) };
+        y[r] = unsafe { load_part(runs[r], offset, len) };
     }
-    for (acc_s, &row) in acc.iter_mut().zip(shared) {
+    for s in 0..SHARED {
         // SAFETY: the caller's contract.
-        let x: L = unsafe { load_part(row, offset, len) };
-        for (acc_r, y_r) in acc_s.iter_mut().zip(&y) {
-            acc_r[chain] = x.mul_add(*y_r, acc_r[chain]);
+        let x: L = unsafe { load_part(shared[s], offset, len) };
+        for r in 0..DOT_RUNS {
+            acc[s][r][chain] = x.mul_add(y[r], acc[s][r][chain]);
         }
     }
 }
