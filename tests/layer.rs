@@ -720,6 +720,59 @@ fn evaluate_overflowing_logits_name_batch_row() {
 }
 
 #[test]
+fn train_step_other_network_optimizer_unchanged() {
+    // Tensors 0 and 1 have the same lengths in both networks, and tensor 2 does not, so
+    // only a check of every tensor before the first update leaves the parameters as
+    // they were.
+    let x = MatRef::from_slice(&[0.1f32, 0.2], 1, 2).unwrap();
+    let y_one = MatRef::from_slice(&[0.5f32], 1, 1).unwrap();
+    let y_two = MatRef::from_slice(&[0.5f32, -0.5], 1, 2).unwrap();
+    let mut first = network(&[2, 3, 1], Activation::Relu, Loss::MeanSquaredError, 1);
+    let mut second = network(&[2, 3, 2], Activation::Relu, Loss::MeanSquaredError, 2);
+
+    let mut adam = Adam::new(0.01);
+    let mut sgd = Sgd::new(0.1).with_momentum(0.9);
+    first
+        .train_step(x, Targets::Dense(y_one), &mut adam)
+        .unwrap();
+    first
+        .train_step(x, Targets::Dense(y_one), &mut sgd)
+        .unwrap();
+    let before = parameters(&second);
+
+    let err = second
+        .train_step(x, Targets::Dense(y_two), &mut adam)
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::InvalidArgument {
+                operand: "params",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(adam.steps(), 1);
+    assert_eq!(parameters(&second), before);
+
+    let err = second
+        .train_step(x, Targets::Dense(y_two), &mut sgd)
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::InvalidArgument {
+                operand: "params",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(parameters(&second), before);
+}
+
+#[test]
 fn optimizer_update_rejects_bad_tensors() {
     let optimizers: [Box<dyn Optimizer>; 2] = [
         Box::new(Sgd::new(0.1).with_momentum(0.9)),

@@ -14,8 +14,9 @@ use crate::parallel::Parallelism;
 /// A rule that updates parameters from their gradients, one training step at a time.
 ///
 /// [`Sequential::train_step`](super::Sequential::train_step) calls
+/// [`check_tensor`](Optimizer::check_tensor) for every parameter tensor and
 /// [`begin_step`](Optimizer::begin_step) once before it changes anything, then
-/// [`update_with`](Optimizer::update_with) once per parameter tensor, with the network's
+/// [`update_with`](Optimizer::update_with) once per tensor, with the network's
 /// parallelism. It numbers the tensors `2·l` (the weights of layer `l`) and `2·l + 1` (its
 /// bias), so an optimiser that keeps state per tensor serves one network.
 pub trait Optimizer {
@@ -40,6 +41,24 @@ pub trait Optimizer {
     /// a number. Nothing changes on error. An optimiser that keeps no state per tensor,
     /// such as [`Sgd`] without momentum, accepts any index and length.
     fn update(&mut self, index: usize, params: &mut [f32], grads: &[f32]) -> Result<(), Error>;
+
+    /// Checks that tensor number `index` with `len` elements fits the state this optimiser
+    /// keeps, without changing anything. [`Sequential::train_step`](super::Sequential::train_step)
+    /// checks every tensor before it updates the first, so a step with another network's
+    /// optimiser fails with every parameter unchanged.
+    ///
+    /// The provided method accepts every tensor, which suits an optimiser that keeps no
+    /// state per tensor. [`Sgd`] with momentum and [`Adam`] reject a tensor that had
+    /// another length before.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`] naming `params` when tensor `index` had another length
+    /// before, as [`update`](Optimizer::update) would report it.
+    fn check_tensor(&self, index: usize, len: usize) -> Result<(), Error> {
+        let _ = (index, len);
+        Ok(())
+    }
 
     /// Updates parameter tensor number `index` as [`update`](Optimizer::update) does, on as
     /// many threads as `par` allows. The result must not depend on `par`.
@@ -154,6 +173,13 @@ impl Optimizer for Sgd {
 
     fn update(&mut self, index: usize, params: &mut [f32], grads: &[f32]) -> Result<(), Error> {
         self.update_with(index, params, grads, Parallelism::Sequential)
+    }
+
+    fn check_tensor(&self, index: usize, len: usize) -> Result<(), Error> {
+        if self.momentum == 0.0 {
+            return Ok(());
+        }
+        check_state_len(&self.velocity, index, len)
     }
 
     fn update_with(
@@ -310,6 +336,11 @@ impl Optimizer for Adam {
         self.update_with(index, params, grads, Parallelism::Sequential)
     }
 
+    fn check_tensor(&self, index: usize, len: usize) -> Result<(), Error> {
+        check_state_len(&self.first_moment, index, len)?;
+        check_state_len(&self.second_moment, index, len)
+    }
+
     fn update_with(
         &mut self,
         index: usize,
@@ -374,9 +405,18 @@ fn state_for(states: &mut Vec<Vec<f32>>, index: usize, len: usize) -> Result<&mu
     if index == states.len() {
         states.push(vec![0.0; len]);
     }
-    let state = &mut states[index];
-    if state.len() != len {
-        return Err(Error::InvalidArgument {
+    check_state_len(states, index, len)?;
+    Ok(&mut states[index])
+}
+
+/// Checks that the state of tensor `index`, if there is one yet, has `len` elements.
+///
+/// # Errors
+///
+/// [`Error::InvalidArgument`] naming `params` when the tensor had another length before.
+fn check_state_len(states: &[Vec<f32>], index: usize, len: usize) -> Result<(), Error> {
+    match states.get(index) {
+        Some(state) if state.len() != len => Err(Error::InvalidArgument {
             operand: "params",
             reason: format!(
                 "tensor {index} has {len} elements, but this optimiser's state for tensor \
@@ -384,9 +424,9 @@ fn state_for(states: &mut Vec<Vec<f32>>, index: usize, len: usize) -> Result<&mu
                  network its own",
                 state.len()
             ),
-        });
+        }),
+        _ => Ok(()),
     }
-    Ok(state)
 }
 
 fn check_non_negative(operand: &'static str, value: f32) -> Result<(), Error> {

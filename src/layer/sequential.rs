@@ -187,10 +187,10 @@ impl Sequential {
     ///
     /// Afterwards each layer's [`grad_weights`](Dense::grad_weights) and
     /// [`grad_bias`](Dense::grad_bias) contain this batch's gradients. When an error is
-    /// returned, the parameters, the gradients and the optimiser's state are unchanged.
-    /// The exception is the error naming `params`, from an optimiser whose state belongs
-    /// to another network. The gradients are then this batch's, and the tensors before the
-    /// one that failed are already updated.
+    /// returned, the parameters, the gradients and the optimiser's state are unchanged:
+    /// the step calls [`Optimizer::check_tensor`] on every tensor before it computes the
+    /// gradients. A custom optimiser whose update fails on a tensor its
+    /// check accepted leaves the tensors before that one updated.
     ///
     /// # Errors
     ///
@@ -223,14 +223,16 @@ impl Sequential {
         let (logits, delta) = self.workspace.logits_and_delta(m);
         let loss = loss_and_delta(self.loss, logits, targets, delta)?;
 
-        // Every check has passed once the optimiser accepts its hyperparameters, so from here
-        // on nothing fails and the step changes the gradients, the parameters and the
-        // optimiser's state together.
+        // Every check has passed once the optimiser accepts its hyperparameters and every
+        // tensor, so from here on nothing fails and the step changes the gradients, the
+        // parameters and the optimiser's state together.
+        for (l, layer) in self.layers.iter().enumerate() {
+            optimizer.check_tensor(2 * l, layer.weights.as_slice().len())?;
+            optimizer.check_tensor(2 * l + 1, layer.bias.len())?;
+        }
         optimizer.begin_step()?;
         self.backward(x)?;
 
-        // NOTE: an optimiser whose state belongs to another network fails at the first
-        // tensor of another length, after the tensors before it were updated.
         let par = self.parallelism;
         for (l, layer) in self.layers.iter_mut().enumerate() {
             optimizer.update_with(
