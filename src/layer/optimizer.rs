@@ -49,7 +49,8 @@ pub trait Optimizer {
     ///
     /// The provided method accepts every tensor, which suits an optimiser that keeps no
     /// state per tensor. [`Sgd`] with momentum and [`Adam`] reject a tensor that had
-    /// another length before.
+    /// another length before. They check lengths only: an `index` that skips a number,
+    /// which `train_step` never passes, is reported by `update`.
     ///
     /// # Errors
     ///

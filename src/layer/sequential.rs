@@ -189,8 +189,8 @@ impl Sequential {
     /// [`grad_bias`](Dense::grad_bias) contain this batch's gradients. When an error is
     /// returned, the parameters, the gradients and the optimiser's state are unchanged:
     /// the step calls [`Optimizer::check_tensor`] on every tensor before it computes the
-    /// gradients. A custom optimiser whose update fails on a tensor its
-    /// check accepted leaves the tensors before that one updated.
+    /// gradients. A custom optimiser whose update fails on a tensor its check accepted
+    /// leaves the gradients this batch's and the tensors before that one updated.
     ///
     /// # Errors
     ///
@@ -206,7 +206,9 @@ impl Sequential {
     /// - [`Error::InvalidValue`] naming `logits` and the first row whose output-layer logit
     ///   is not finite, which happens once the parameters have diverged.
     /// - [`Error::InvalidArgument`] from `optimizer` for a hyperparameter out of range, or
-    ///   naming `params` when the optimiser has updated another network before.
+    ///   naming `params` when a tensor's length differs from the state the optimiser
+    ///   keeps for it, as after updating another network. Another network whose tensors
+    ///   have the same lengths goes undetected and shares the state.
     pub fn train_step<O: Optimizer + ?Sized>(
         &mut self,
         x: MatRef<'_>,
