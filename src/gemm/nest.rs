@@ -23,12 +23,16 @@ use super::pack::{pack_a, pack_b};
 use super::split::EvenSplit;
 use crate::kernel::{Beta, Epilogue, KernelSet, Post, TileArgs};
 
-/// Fraction of L2 below which B is read in place instead of packed, with any strides,
-/// because the micro-kernel broadcasts B's elements one by one.
+/// Fraction of L2 below which B with contiguous columns is read in place instead of
+/// packed, however many row tiles of A read it. The micro-kernel broadcasts B's elements
+/// one by one, and each of a micro-panel's columns is then one run of adjacent elements.
 ///
 /// Small operands then skip the copy, which would cost a large share of a small product.
 /// Larger ones are packed, because their rows lie far apart in memory, and a packed panel
-/// keeps the micro-kernel's reads within a few pages and cache sets.
+/// keeps the micro-kernel's reads within a few pages and cache sets. A B with contiguous
+/// rows instead puts every step of a micro-panel on another cache line and uses half of
+/// it: with 17 row tiles (256×512×784 AᵀB, the weight gradient of a 784→256 layer for
+/// 512 samples) packing it ran 13 % faster on a Sapphire Rapids-class core.
 const DIRECT_B_L2_SHARE: f64 = 0.5;
 
 /// Largest distance in bytes between consecutive steps along k at which B is read in
@@ -64,8 +68,8 @@ pub(crate) struct DirectOperands {
 impl DirectOperands {
     /// Chooses the operands of `problem` to read in place. A qualifies when its columns
     /// are contiguous and it fits in L1d or C has few column micro-panels. B qualifies
-    /// when A has one row tile, or when its steps along k are close and it is small or A
-    /// has few row tiles. [`Packing::Always`] packs both.
+    /// when A has one row tile, or when its steps along k are close and A has few row
+    /// tiles or B is small with contiguous columns. [`Packing::Always`] packs both.
     pub(crate) fn choose(
         problem: &Problem,
         kernels: &KernelSet,
@@ -88,8 +92,9 @@ impl DirectOperands {
                     || problem.n <= DIRECT_A_MAX_COL_TILES * kernels.nr),
             b: b_row_tiles <= 1
                 || (b_step_bytes <= DIRECT_B_MAX_STEP_BYTES
-                    && (bytes(problem.k, problem.n) < direct_b_limit
-                        || b_row_tiles <= DIRECT_B_MAX_ROW_TILES)),
+                    && (b_row_tiles <= DIRECT_B_MAX_ROW_TILES
+                        || (problem.b.row_stride == 1
+                            && bytes(problem.k, problem.n) < direct_b_limit))),
         }
     }
 }
