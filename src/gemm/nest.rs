@@ -99,6 +99,11 @@ impl DirectOperands {
     }
 }
 
+/// Rows of B that packing copies into every micro-panel of a task before it moves on.
+/// Copying one micro-panel at a time walks down all of its rows, and when B's rows lie a
+/// page or more apart each row of each micro-panel missed the TLB.
+const PACK_B_BAND_ROWS: usize = 16;
+
 /// A pointer into an operand or a packing buffer that the tasks of one call share. Each
 /// task writes only its own micro-panels, and tasks read only after the writes have
 /// joined.
@@ -272,20 +277,28 @@ impl Nest<'_> {
     /// `dst` is valid for `depth · width` writes and not otherwise in use.
     unsafe fn pack_panel(&self, step: &PanelStep, dst: SharedPtr, threads: usize) {
         let tiles = step.col_tiles;
+        // Bands of rows across all of the task's micro-panels, so that the source rows of
+        // a band are read while their pages are still in the TLB.
         let pack_tiles = |range: Range<usize>| {
-            for tile in range {
-                let cols = tiles.part(tile);
-                // SAFETY: the micro-panel lies inside B and inside `dst` (its columns are
-                // within the panel's width), and tasks pack disjoint micro-panels.
-                unsafe {
-                    pack_b(
-                        &self.problem.b,
-                        step.pc,
-                        step.jc + cols.start,
-                        step.depth,
-                        cols.len(),
-                        dst.get().add(step.depth * cols.start),
-                    );
+            for first_row in (0..step.depth).step_by(PACK_B_BAND_ROWS) {
+                let rows = PACK_B_BAND_ROWS.min(step.depth - first_row);
+                for tile in range.clone() {
+                    let cols = tiles.part(tile);
+                    // SAFETY: the band of the micro-panel lies inside B, and inside `dst`
+                    // (the micro-panel's columns are within the panel's width, its rows
+                    // within the depth, and row p of the micro-panel starts at
+                    // `p·cols.len()`). Tasks pack disjoint micro-panels.
+                    unsafe {
+                        pack_b(
+                            &self.problem.b,
+                            step.pc + first_row,
+                            step.jc + cols.start,
+                            rows,
+                            cols.len(),
+                            dst.get()
+                                .add(step.depth * cols.start + first_row * cols.len()),
+                        );
+                    }
                 }
             }
         };
