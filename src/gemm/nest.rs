@@ -322,7 +322,7 @@ impl Nest<'_> {
     /// The contract of [`run`], and `panel` contains the step's B panel.
     unsafe fn multiply_panel(&self, step: &PanelStep, panel: BPanel, threads: usize) {
         // Rows split in whole vectors: 256 rows on two tasks become 128 + 128, where
-        // whole `mr` tiles would give 144 + 112.
+        // whole 48-row tiles would give 144 + 112.
         let width = self.kernels.lane_width;
         let row_units = self.problem.m.div_ceil(width);
         let col_units = step.col_tiles.parts();
@@ -365,8 +365,8 @@ impl Nest<'_> {
         let problem = self.problem;
         let depth = step.depth;
 
-        // Even `mc` blocks in units of `mr`: 256 rows with mc = 240 become 144 + 112, not
-        // 240 + 16.
+        // Even `mc` blocks in units of `mr`: 256 rows with 48-row tiles and mc = 240
+        // become 144 + 112, not 240 + 16.
         let mr = self.kernels.mr();
         let blocks = EvenSplit::by_max_len(rows.len().div_ceil(mr), self.block_rows(depth) / mr);
         for block in 0..blocks.parts() {
@@ -504,9 +504,9 @@ impl Nest<'_> {
 /// Chooses how many tasks split the rows (in vectors) and the columns (in
 /// micro-panels) of a panel: the grid of at most `threads` tasks with the best product of
 /// load balance, thread use and tile fill. Tile fill is the share of accumulators that a
-/// task's row tiles of at most `max_vectors` vectors use. For example, 128 rows of AVX-512
-/// vectors on two row tasks leave each task tiles of 2 + 2 vectors out of 3; a column
-/// split keeps tiles of 3 + 3 + 2. Ties go to more row tasks, which share the packed B panel
+/// task's row tiles of at most `max_vectors` vectors use. For example, with tiles of up to
+/// 3 vectors, 8 vectors on two row tasks leave each task tiles of 2 + 2 vectors out of 3;
+/// a column split keeps tiles of 3 + 3 + 2. Ties go to more row tasks, which share the packed B panel
 /// without packing any A block twice.
 fn choose_grid(
     threads: usize,

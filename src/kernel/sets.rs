@@ -289,17 +289,20 @@ unsafe fn avx2_tile<const MV: usize, const NR: usize, const UNIT_B_COLS: bool>(
     unsafe { tile_body::<Avx2F32x8, MV, NR, UNIT_B_COLS>(t, epilogue) }
 }
 
-/// AVX-512: `48 × 8` tiles, 24 accumulators plus three A vectors and a broadcast in the 32
+/// AVX-512: `64 × 6` tiles, 24 accumulators plus four A vectors and a broadcast in the 32
 /// ZMM registers. 24 independent FMA chains cover the FMA latency (4 cycles) times two
-/// FMA pipes with room to spare.
+/// FMA pipes with room to spare. On a Sapphire Rapids-class core these tiles beat `48 × 8`
+/// ones (also 24 accumulators) by 2 to 14 % on most shapes timed, among them 64³,
+/// 256×784×128, 1024×1024×64 and 4×784×256, and timed 0.97 to 1.02 times them on 1024³.
+/// Each step loads 4 vectors and 6 broadcasts for 24 FMAs, where `48 × 8` loads 3 and 8.
 #[cfg(target_arch = "x86_64")]
 static AVX512: KernelSet = KernelSet {
     lane_width: 16,
-    max_vectors: 3,
-    nr: 8,
+    max_vectors: 4,
+    nr: 6,
     avx_transpose: true,
-    unit_b_tiles: tile_table!(avx512_tile; true; [1, 2, 3]; [1, 2, 3, 4, 5, 6, 7, 8]),
-    strided_b_tiles: tile_table!(avx512_tile; false; [1, 2, 3]; [1, 2, 3, 4, 5, 6, 7, 8]),
+    unit_b_tiles: tile_table!(avx512_tile; true; [1, 2, 3, 4]; [1, 2, 3, 4, 5, 6]),
+    strided_b_tiles: tile_table!(avx512_tile; false; [1, 2, 3, 4]; [1, 2, 3, 4, 5, 6]),
     dots: avx512_dots,
     dot_block: avx512_dot_block,
     post: avx512_post,
