@@ -35,12 +35,19 @@ use crate::kernel::{Beta, Epilogue, KernelSet, Post, TileArgs};
 /// 512 samples) packing it ran 13 % faster on a Sapphire Rapids-class core.
 const DIRECT_B_L2_SHARE: f64 = 0.5;
 
-/// Largest distance in bytes between consecutive steps along k at which B is read in
-/// place when the micro-kernel reads each B micro-panel more than once. Beyond it, every
-/// step of a micro-panel lands on another page, and each later pass over the micro-panel
-/// misses the TLB again. With B's rows 16 KiB apart (4096×4096×256 AᵀB on a Sapphire
-/// Rapids-class core), reading in place ran at 55 GFLOP/s and packing at 138.
-const DIRECT_B_MAX_STEP_BYTES: usize = 1024;
+/// Largest distance in bytes between consecutive steps along k at which an operand larger
+/// than L1d is read in place. Beyond it, every step of a micro-panel lands on another
+/// page and misses the TLB, on every pass over the micro-panel, where packing pays the
+/// misses once and in bands of rows. On a Sapphire Rapids-class core, with B's rows
+/// 16 KiB apart (4096×4096×256 AᵀB), reading in place ran at 55 GFLOP/s and packing at
+/// 138. With A's columns 16 KiB apart (32×4096×4096 AB, read as Cᵀ = Bᵀ·Aᵀ), reading in
+/// place ran at 37 and packing at 92, and even with one pass over B (64×1024×1024 AB,
+/// rows 4 KiB apart) packing gained 24 %: a B micro-panel uses a part of each cache line
+/// it reads. With steps of 1 KiB (32×784×256 AB) reading in place was 11 % faster. An A
+/// that C reads for one column micro-panel only is read in place whatever its steps, since
+/// each of its elements is then read once: packing took 4×4096×4096 AB from 34 to 20
+/// GFLOP/s.
+const DIRECT_MAX_STEP_BYTES: usize = 1024;
 
 /// Maximum number of `mr`-row tiles in A for which B is read in place whatever its size.
 /// Each B micro-panel then serves at most this many micro-kernel calls, so packing it (a
@@ -67,9 +74,9 @@ pub(crate) struct DirectOperands {
 
 impl DirectOperands {
     /// Chooses the operands of `problem` to read in place. A qualifies when its columns
-    /// are contiguous and it fits in L1d or C has few column micro-panels. B qualifies
-    /// when A has one row tile, or when its steps along k are close and A has few row
-    /// tiles or B is small with contiguous columns. [`Packing::Always`] packs both.
+    /// are contiguous and it fits in L1d, C has one column micro-panel, or its steps along
+    /// k are close and C has few column micro-panels. B qualifies when its steps along k are close and A has few
+    /// row tiles or B is small with contiguous columns. [`Packing::Always`] packs both.
     pub(crate) fn choose(
         problem: &Problem,
         kernels: &KernelSet,
@@ -81,7 +88,8 @@ impl DirectOperands {
         let caches = CacheSizes::detected();
         let direct_b_limit = (caches.l2 as f64 * DIRECT_B_L2_SHARE) as usize;
         let bytes = |rows: usize, cols: usize| rows.saturating_mul(cols) * size_of::<f32>();
-        let b_step_bytes = problem.b.row_stride.unsigned_abs() * size_of::<f32>();
+        let close_steps =
+            |stride: isize| stride.unsigned_abs() * size_of::<f32>() <= DIRECT_MAX_STEP_BYTES;
         let b_row_tiles = problem.m.div_ceil(kernels.mr());
         DirectOperands {
             // An A that fits in L1d stays there across the column micro-panels. A larger
@@ -89,12 +97,12 @@ impl DirectOperands {
             // prefetchers follow those worse than a packed micro-panel.
             a: problem.a.row_stride == 1
                 && (bytes(problem.m, problem.k) <= caches.l1d
-                    || problem.n <= DIRECT_A_MAX_COL_TILES * kernels.nr),
-            b: b_row_tiles <= 1
-                || (b_step_bytes <= DIRECT_B_MAX_STEP_BYTES
-                    && (b_row_tiles <= DIRECT_B_MAX_ROW_TILES
-                        || (problem.b.row_stride == 1
-                            && bytes(problem.k, problem.n) < direct_b_limit))),
+                    || problem.n <= kernels.nr
+                    || (close_steps(problem.a.col_stride)
+                        && problem.n <= DIRECT_A_MAX_COL_TILES * kernels.nr)),
+            b: close_steps(problem.b.row_stride)
+                && (b_row_tiles <= DIRECT_B_MAX_ROW_TILES
+                    || (problem.b.row_stride == 1 && bytes(problem.k, problem.n) < direct_b_limit)),
         }
     }
 }
