@@ -173,6 +173,13 @@ unsafe fn run(mut problem: Problem, arch: Arch, packing: Packing, par: Paralleli
         problem = transposed;
         direct = transposed_direct;
     }
+    let fitted = kernels.for_columns(problem.n);
+    let (kernels, blocking) = if core::ptr::eq(fitted, kernels) {
+        (kernels, blocking)
+    } else {
+        direct = DirectOperands::choose(&problem, fitted, packing);
+        (fitted, Blocking::for_kernels(fitted))
+    };
 
     // SAFETY: the path is supported (`or_supported_below`); the caller guarantees the
     // views and the element-wise steps' pointers.
