@@ -9,9 +9,9 @@ use super::lane::{Avx2F32x8, Avx512F32x16};
 use super::microkernel::{Epilogue, TileArgs, tile_body};
 use super::post::Post;
 
-/// Most columns of C for which [`KernelSet::for_columns`] may choose wider tiles. With
-/// more columns, A is packed and read from L2 whatever the tile width, and the narrower
-/// tiles' taller rows serve better.
+/// Most columns of C for which [`KernelSet::for_columns`] may choose wider tiles. It
+/// covers the few-sample shapes that were timed (7, 8, 13 and 16 columns); wider C keeps
+/// the default tiles, untimed with the wider ones.
 const WIDE_TILES_MAX_COLS: usize = 16;
 
 /// A compiled micro-kernel of one tile size.
@@ -89,7 +89,7 @@ impl KernelSet {
     /// with wider tiles when C has at most [`WIDE_TILES_MAX_COLS`] columns and the wider
     /// tiles cover them in fewer micro-panels, and `self` otherwise. Each micro-panel of C
     /// is one more pass over the rows of A, which a product with few columns reads from L2
-    /// or memory: at 8×784×256 AB (read as Cᵀ, with 8 columns) two passes of `64 × 6`
+    /// or memory. At 8×784×256 AB (read as Cᵀ, with 8 columns), two passes of `64 × 6`
     /// tiles ran at 144 GFLOP/s and one pass of `48 × 8` tiles at 210.
     pub(crate) fn for_columns(&'static self, cols: usize) -> &'static KernelSet {
         match self.wide {
