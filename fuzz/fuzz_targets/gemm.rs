@@ -15,6 +15,15 @@ use strided::Strided;
 /// small enough for thousands of runs per second.
 const MAX_DIM: usize = 80;
 
+/// Depth added to products with at most [`DEEP_MAX_LINES`] rows or columns when the input
+/// asks for it, so that a few rows or columns reach the dot-product blocks, which start at
+/// depths of 256 and 384.
+const DEEP_EXTRA: usize = 384;
+
+/// Most rows or columns of a product that may take [`DEEP_EXTRA`], which keeps the
+/// reference product cheap.
+const DEEP_MAX_LINES: usize = 8;
+
 /// Layout of an input operand in its slice.
 #[derive(Arbitrary, Debug, Clone, Copy)]
 struct Layout {
@@ -41,6 +50,8 @@ struct Input {
     arch: u8,
     threads: u8,
     seed: u32,
+    /// Add [`DEEP_EXTRA`] to k when C has few rows or columns.
+    deep: bool,
 }
 
 /// Creates a slice of random values for a `rows × cols` operand laid out as `layout`
@@ -88,6 +99,11 @@ fuzz_target!(|input: Input| {
         usize::from(input.k) % (MAX_DIM + 1),
         usize::from(input.n) % (MAX_DIM + 1),
     );
+    let k = if input.deep && m.min(n) <= DEEP_MAX_LINES {
+        k + DEEP_EXTRA
+    } else {
+        k
+    };
     let mut seed = input.seed;
     let (a_operand, b_operand) = (
         operand(m, k, input.a, &mut seed),
