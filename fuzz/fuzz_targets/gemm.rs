@@ -16,7 +16,7 @@ use strided::Strided;
 const MAX_DIM: usize = 80;
 
 /// Depth added to products with at most [`DEEP_MAX_LINES`] rows or columns when the input
-/// asks for it, so that a few rows or columns reach the dot-product blocks, which start at
+/// requests it, so that a few rows or columns reach the dot-product blocks, which start at
 /// depths of 256 and 384.
 const DEEP_EXTRA: usize = 384;
 

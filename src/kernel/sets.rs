@@ -10,8 +10,8 @@ use super::microkernel::{Epilogue, TileArgs, tile_body};
 use super::post::Post;
 
 /// Most columns of C for which [`KernelSet::for_columns`] may choose wider tiles. It
-/// covers the few-sample shapes that were timed (7, 8, 13 and 16 columns); wider C keeps
-/// the default tiles, untimed with the wider ones.
+/// covers the few-sample shapes that were timed (7, 8, 13 and 16 columns). Wider C keeps
+/// the default tiles, because the wider ones were not timed there.
 const WIDE_TILES_MAX_COLS: usize = 16;
 
 /// A compiled micro-kernel of one tile size.
