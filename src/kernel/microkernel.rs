@@ -131,24 +131,66 @@ pub(crate) unsafe fn tile_body<
     let mut a = t.a;
     let mut b = t.b;
 
-    for _ in 0..t.k {
-        // SAFETY: the caller guarantees that this column of the A micro-panel is readable.
-        let a_col: [L; MV] = core::array::from_fn(|v| unsafe { L::load(a.add(v * L::WIDTH)) });
-        for (j, acc_col) in acc.iter_mut().enumerate() {
-            // SAFETY: the caller guarantees that this row of the B micro-panel is readable.
-            let b_pj = unsafe { L::splat(*b.offset(j as isize * b_col_stride)) };
-            for (acc_v, a_v) in acc_col.iter_mut().zip(a_col) {
-                *acc_v = a_v.mul_add(b_pj, *acc_v);
-            }
+    // Each accumulator still sees its FMAs in the order p = 0, 1, …, k − 1, so the
+    // unrolling does not change any result. Wrapping offsets: after the last step the
+    // pointers may point past a direct (unpacked) operand's slice, but they are never
+    // read there.
+    let (a_step, b_step) = (t.a_k_stride, t.b_k_stride);
+    for _ in 0..t.k / K_UNROLL {
+        for u in 0..K_UNROLL as isize {
+            // SAFETY: the caller guarantees that these rows of the panels are readable.
+            unsafe {
+                fma_step::<L, MV, NR>(
+                    &mut acc,
+                    a.wrapping_offset(u * a_step),
+                    b.wrapping_offset(u * b_step),
+                    b_col_stride,
+                )
+            };
         }
-        // Wrapping: after the last step the pointers may point past a direct (unpacked)
-        // operand's slice, but they are never read there.
-        a = a.wrapping_offset(t.a_k_stride);
-        b = b.wrapping_offset(t.b_k_stride);
+        a = a.wrapping_offset(K_UNROLL as isize * a_step);
+        b = b.wrapping_offset(K_UNROLL as isize * b_step);
+    }
+    for _ in 0..t.k % K_UNROLL {
+        // SAFETY: as above.
+        unsafe { fma_step::<L, MV, NR>(&mut acc, a, b, b_col_stride) };
+        a = a.wrapping_offset(a_step);
+        b = b.wrapping_offset(b_step);
     }
 
     // SAFETY: the caller's contract on C carries over.
     unsafe { store_tile::<L, MV, NR>(&acc, t, *epilogue) }
+}
+
+/// Steps of the reduction per iteration of the micro-kernel's loop. Two steps halve the
+/// pointer updates and loop branches between the FMAs: on one AVX-512 core, 1024³ AB went
+/// from 167 to 174 GFLOP/s and 256×784×128 AB from 164 to 177 (medians of 9 alternated
+/// runs). Four and eight steps were no faster than two, and slower on 64³.
+const K_UNROLL: usize = 2;
+
+/// Adds the outer product of one A micro-panel column and one B micro-panel row to the
+/// accumulators.
+///
+/// # Safety
+///
+/// The CPU supports `L`, and the `MV · WIDTH` elements at `a` and the `NR` elements
+/// `b_col_stride` apart from `b` are readable.
+#[inline(always)]
+unsafe fn fma_step<L: Lane, const MV: usize, const NR: usize>(
+    acc: &mut [[L; MV]; NR],
+    a: *const f32,
+    b: *const f32,
+    b_col_stride: isize,
+) {
+    // SAFETY: the caller guarantees that the column is readable.
+    let a_col: [L; MV] = core::array::from_fn(|v| unsafe { L::load(a.add(v * L::WIDTH)) });
+    for (j, acc_col) in acc.iter_mut().enumerate() {
+        // SAFETY: the caller guarantees that the row is readable.
+        let b_pj = unsafe { L::splat(*b.offset(j as isize * b_col_stride)) };
+        for (acc_v, a_v) in acc_col.iter_mut().zip(a_col) {
+            *acc_v = a_v.mul_add(b_pj, *acc_v);
+        }
+    }
 }
 
 /// Shortest reduction for which the micro-kernel prefetches its C tile. A shorter FMA loop
