@@ -431,6 +431,35 @@ fn shapes_tall_and_skinny() {
     }
 }
 
+#[test]
+fn shapes_few_columns_every_tile_set() {
+    // C with at most 16 columns takes the tile set that covers them in the fewest
+    // micro-panels (on AVX-512: 64 × 6, 48 × 8 or 32 × 12). The rows straddle each set's
+    // `mr` and its multiples, and each shape also runs turned, so that either C layout
+    // puts the few columns on the loop nest's column side.
+    let mut rng = Rng(0x5eed_0000_0000_0c12);
+    for path in paths() {
+        let mut index = 0usize;
+        for columns in [7, 8, 9, 10, 11, 12, 13, 16] {
+            for rows in [31, 33, 47, 49, 63, 65, 129] {
+                for depth in [9, 300] {
+                    for (m, n) in [(rows, columns), (columns, rows)] {
+                        index += 1;
+                        Case {
+                            a_layout: INPUT_LAYOUTS[index % 4],
+                            b_layout: INPUT_LAYOUTS[(index / 4) % 4],
+                            c_variant: index,
+                            beta: SCALARS[index % 4],
+                            ..Case::simple(m, depth, n)
+                        }
+                        .check(path, &mut rng);
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// Checks each (m, k, n) with A's rows and B's columns contiguous, as the dot-product path
 /// needs, on every path, C layout and a few α and β.
 fn check_contiguous_along_k(rng: &mut Rng, shapes: &[(usize, usize, usize)]) {
@@ -729,6 +758,7 @@ fn threads_bitwise_equal_sequential() {
         (203, 611, 97),
         (4, 4096, 600),
         (600, 2048, 8),
+        (700, 1024, 10),
     ];
     for &(m, k, n) in &shapes {
         assert!(

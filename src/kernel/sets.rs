@@ -10,8 +10,8 @@ use super::microkernel::{Epilogue, TileArgs, tile_body};
 use super::post::Post;
 
 /// Most columns of C for which [`KernelSet::for_columns`] may choose wider tiles. It
-/// covers the few-sample shapes that were timed (7, 8, 13 and 16 columns). Wider C keeps
-/// the default tiles, because the wider ones were not timed there.
+/// covers the few-sample shapes that were timed (7, 8, 10, 13 and 16 columns). Wider C
+/// keeps the default tiles, because the wider ones were not timed there.
 const WIDE_TILES_MAX_COLS: usize = 16;
 
 /// A compiled micro-kernel of one tile size.
@@ -65,9 +65,9 @@ pub(crate) struct KernelSet {
     dot_block: DotBlockFn,
     /// The post pass over a stored tile.
     post: PostFn,
-    /// The same path with wider tiles, for C with few columns (see
+    /// The same path with wider tiles, for C with few columns, from the least wide (see
     /// [`KernelSet::for_columns`]).
-    wide: Option<&'static KernelSet>,
+    wider: &'static [&'static KernelSet],
 }
 
 impl KernelSet {
@@ -85,22 +85,23 @@ impl KernelSet {
         }
     }
 
-    /// Returns the kernels of this path for a product whose C has `cols` columns: the set
-    /// with wider tiles when C has at most [`WIDE_TILES_MAX_COLS`] columns and the wider
-    /// tiles cover them in fewer micro-panels, and `self` otherwise. Each micro-panel of C
-    /// is one more pass over the rows of A, which a product with few columns reads from L2
-    /// or memory. At 8×784×256 AB (read as Cᵀ, with 8 columns), two passes of `64 × 6`
-    /// tiles ran at 144 GFLOP/s and one pass of `48 × 8` tiles at 210.
+    /// Returns the kernels of this path for a product whose C has `cols` columns: when C
+    /// has at most [`WIDE_TILES_MAX_COLS`] columns, the set whose tiles cover them in the
+    /// fewest micro-panels (the taller tiles on a tie), and `self` otherwise. Each
+    /// micro-panel of C is one more pass over the rows of A, which a product with few
+    /// columns reads from L2 or memory. At 8×784×256 AB (read as Cᵀ, with 8 columns), two
+    /// passes of `64 × 6` tiles ran at 144 GFLOP/s and one pass of `48 × 8` tiles at 210.
     pub(crate) fn for_columns(&'static self, cols: usize) -> &'static KernelSet {
-        match self.wide {
-            Some(wide)
-                if cols <= WIDE_TILES_MAX_COLS
-                    && cols.div_ceil(wide.nr) < cols.div_ceil(self.nr) =>
-            {
-                wide
-            }
-            _ => self,
+        if cols > WIDE_TILES_MAX_COLS {
+            return self;
         }
+        let mut best = self;
+        for &set in self.wider {
+            if cols.div_ceil(set.nr) < cols.div_ceil(best.nr) {
+                best = set;
+            }
+        }
+        best
     }
 
     /// Rows of a full tile.
@@ -204,7 +205,7 @@ static PORTABLE: KernelSet = KernelSet {
     dots: portable_dots,
     dot_block: portable_dot_block,
     post: portable_post,
-    wide: None,
+    wider: &[],
 };
 
 /// # Safety
@@ -263,7 +264,7 @@ static AVX2: KernelSet = KernelSet {
     dots: avx2_dots,
     dot_block: avx2_dot_block,
     post: avx2_post,
-    wide: None,
+    wider: &[],
 };
 
 /// # Safety
@@ -334,7 +335,7 @@ static AVX512: KernelSet = KernelSet {
     dots: avx512_dots,
     dot_block: avx512_dot_block,
     post: avx512_post,
-    wide: Some(&AVX512_WIDE),
+    wider: &[&AVX512_WIDE, &AVX512_WIDER],
 };
 
 /// AVX-512 with `48 × 8` tiles, also 24 accumulators, for C with few columns (see
@@ -350,7 +351,24 @@ static AVX512_WIDE: KernelSet = KernelSet {
     dots: avx512_dots,
     dot_block: avx512_dot_block,
     post: avx512_post,
-    wide: None,
+    wider: &[],
+};
+
+/// AVX-512 with `32 × 12` tiles, also 24 accumulators, which cover 9 to 12 columns of C
+/// in one pass (see [`KernelSet::for_columns`]). Each step loads 2 vectors and 12
+/// broadcasts for 24 FMAs.
+#[cfg(target_arch = "x86_64")]
+static AVX512_WIDER: KernelSet = KernelSet {
+    lane_width: 16,
+    max_vectors: 2,
+    nr: 12,
+    avx_transpose: true,
+    unit_b_tiles: tile_table!(avx512_tile; true; [1, 2]; [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]),
+    strided_b_tiles: tile_table!(avx512_tile; false; [1, 2]; [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]),
+    dots: avx512_dots,
+    dot_block: avx512_dot_block,
+    post: avx512_post,
+    wider: &[],
 };
 
 /// # Safety
