@@ -20,6 +20,6 @@ pub use crate::loss::Targets;
 pub use dense::Dense;
 pub use init::Init;
 pub use loss::Loss;
-pub use optimizer::{Adam, Optimizer, Sgd};
+pub use optimizer::{Adam, Optimizer, Sgd, flush_subnormal};
 pub use safetensors::ARCHITECTURE_KEY;
 pub use sequential::Sequential;

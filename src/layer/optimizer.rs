@@ -5,6 +5,9 @@
 //! afterwards, so a training loop allocates nothing once warm. One optimiser serves one
 //! network: [`Sequential::train_step`](super::Sequential::train_step) numbers the tensors
 //! `2·l` (weights of layer `l`) and `2·l + 1` (its bias).
+//!
+//! State values that fall below `f32::MIN_POSITIVE` in magnitude (subnormal numbers) are
+//! stored as zero; see [`flush_subnormal`].
 
 use rayon::prelude::*;
 
@@ -107,6 +110,9 @@ fn update_chunk(par: Parallelism, len: usize) -> Option<usize> {
 /// v ← momentum·v + g                      (v starts at 0)
 /// p ← p − learning_rate·(nesterov ? g + momentum·v : v)
 /// ```
+///
+/// One departure: a velocity below `f32::MIN_POSITIVE` in magnitude is stored as zero (see
+/// [`flush_subnormal`]).
 ///
 /// ```
 /// use densegrad::layer::Sgd;
@@ -216,13 +222,13 @@ impl Optimizer for Sgd {
             if nesterov {
                 for ((p, &g), v) in elements {
                     let g = g + wd * *p;
-                    *v = momentum * *v + g;
+                    *v = flush_subnormal(momentum * *v + g);
                     *p -= lr * (g + momentum * *v);
                 }
             } else {
                 for ((p, &g), v) in elements {
                     let g = g + wd * *p;
-                    *v = momentum * *v + g;
+                    *v = flush_subnormal(momentum * *v + g);
                     *p -= lr * *v;
                 }
             }
@@ -248,7 +254,8 @@ impl Optimizer for Sgd {
 /// p ← p − learning_rate·(m / (1 − beta1^t)) / (√(v / (1 − beta2^t)) + epsilon)
 /// ```
 ///
-/// With `weight_decay = 0` this is plain Adam.
+/// With `weight_decay = 0` this is plain Adam. One departure: a moment below
+/// `f32::MIN_POSITIVE` in magnitude is stored as zero (see [`flush_subnormal`]).
 ///
 /// ```
 /// use densegrad::layer::Adam;
@@ -364,8 +371,8 @@ impl Optimizer for Adam {
             let moments = first.iter_mut().zip(second.iter_mut());
             for ((p, &g), (m, v)) in params.iter_mut().zip(grads).zip(moments) {
                 *p *= decay;
-                *m = beta1 * *m + (1.0 - beta1) * g;
-                *v = beta2 * *v + (1.0 - beta2) * g * g;
+                *m = flush_subnormal(beta1 * *m + (1.0 - beta1) * g);
+                *v = flush_subnormal(beta2 * *v + (1.0 - beta2) * g * g);
                 *p -= step_size * *m / (v.sqrt() * inv_sqrt_correction2 + eps);
             }
         };
@@ -379,6 +386,37 @@ impl Optimizer for Adam {
             None => step(params, grads, first, second),
         }
         Ok(())
+    }
+}
+
+/// Returns `x`, or a zero of the same sign when `x` is subnormal (nonzero and below
+/// `f32::MIN_POSITIVE` in magnitude).
+///
+/// Optimiser state passes its values through this. A parameter whose gradient stays zero,
+/// such as a weight into a ReLU unit that no sample activates, has its momentum shrink by
+/// the same factor every step until it is subnormal, and there it stays: `0.9` times the
+/// smallest subnormal rounds back to it. x86 CPUs compute with subnormal numbers through
+/// microcode assists, many times slower than with normal ones, so such a state slows every
+/// later step, while the parameter it moves changes by less than `1e-38` times the
+/// learning rate per step. On one AVX-512 core, a batch-32 training step of a
+/// 784-256-128-10 network with momentum, after a few thousand steps on one batch, took
+/// 1.00 ms before this flush and 0.45 ms with it, as fast as with the CPU's flush-to-zero
+/// mode. The flush is done in software because Rust code must not change that mode.
+///
+/// ```
+/// use densegrad::layer::flush_subnormal;
+///
+/// assert_eq!(flush_subnormal(1e-40), 0.0);
+/// assert_eq!(flush_subnormal(f32::MIN_POSITIVE), f32::MIN_POSITIVE);
+/// assert!(flush_subnormal(-1e-40).is_sign_negative());
+/// assert!(flush_subnormal(f32::NAN).is_nan());
+/// ```
+#[inline]
+pub fn flush_subnormal(x: f32) -> f32 {
+    if x.abs() < f32::MIN_POSITIVE {
+        0.0f32.copysign(x)
+    } else {
+        x
     }
 }
 
@@ -449,5 +487,38 @@ fn check_unit_interval(operand: &'static str, value: f32) -> Result<(), Error> {
             operand,
             reason: format!("{value} must lie in [0, 1)"),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sgd_subnormal_velocity_stored_as_zero() {
+        // Velocities 4m, 2m, m, then m/2, which is subnormal; the second element's stay
+        // normal. With lr = 1 every step is exact.
+        let m = f32::MIN_POSITIVE;
+        let mut sgd = Sgd::new(1.0).with_momentum(0.5);
+        let mut params = [0.0, 1.0];
+        for grads in [[4.0 * m, 1.0], [0.0, 0.0], [0.0, 0.0], [0.0, 0.0]] {
+            sgd.begin_step().unwrap();
+            sgd.update(0, &mut params, &grads).unwrap();
+        }
+        assert_eq!(sgd.velocity[0], [0.0, 0.125]);
+        assert_eq!(params, [-7.0 * m, -0.875]);
+    }
+
+    #[test]
+    fn adam_subnormal_moments_stored_as_zero() {
+        // (1 − beta2)·g² is about 1e-43 for g = 1e-20, and (1 − beta1)·g stays normal.
+        let mut adam = Adam::new(0.1);
+        let mut params = [0.0; 2];
+        adam.begin_step().unwrap();
+        adam.update(0, &mut params, &[1e-20, 1.0]).unwrap();
+        assert_eq!(adam.second_moment[0][0], 0.0);
+        let (beta1, beta2) = (adam.beta1, adam.beta2);
+        assert_eq!(adam.first_moment[0], [(1.0 - beta1) * 1e-20, 1.0 - beta1]);
+        assert_eq!(adam.second_moment[0][1], 1.0 - beta2);
     }
 }
