@@ -407,12 +407,13 @@ impl Nest<'_> {
             };
 
             // With contiguous columns in C, the kernels store the block's full row tiles
-            // plainly, and the post steps follow in one pass over those rows of the
-            // task's columns. The pass chooses its steps once, where the kernel branches
-            // on them for each vector, and streams through the block while it is still
-            // in cache. Only the last row tile can be partial, and it keeps the steps in
-            // the kernel: a load right after a masked store of the same vector waits for
-            // the store to finish.
+            // plainly, and the post steps follow in one pass over those rows of each
+            // column micro-panel, right after its tiles. The pass chooses its steps once,
+            // where the kernel branches on them for each vector. It finds the micro-panel
+            // still in L1, which a whole block of 128 × 128 outgrows: one pass per block
+            // made the 128→10 backward at m = 128 5 % slower. Only the last row tile can
+            // be partial, and it keeps the steps in the kernel: a load right after a
+            // masked store of the same vector waits for the store to finish.
             let has_post = !step.epilogue.post.is_none();
             let pass_rows = if has_post && problem.c.row_stride == 1 {
                 (0..row_tiles.parts())
@@ -493,25 +494,21 @@ impl Nest<'_> {
                         // the post step's bias and input cover C's shape.
                         unsafe { self.kernels.run(padded / width, &args, &epilogue) };
                     }
-                }
 
-                if pass_rows > 0 && !tiles.is_empty() {
-                    let (first_col, last_col) = (
-                        step.col_tiles.part(tiles.start).start,
-                        step.col_tiles.part(tiles.end - 1).end,
-                    );
-                    let post = step.epilogue.post.at_tile(ic, step.jc + first_col);
-                    // SAFETY: the block's first `pass_rows` rows and the task's columns
-                    // lie inside C, only this task writes them, their columns are
-                    // contiguous, and the kernels above have stored them.
-                    unsafe {
-                        self.kernels.apply_post(
-                            &post,
-                            problem.c.at(ic, step.jc + first_col),
-                            problem.c.col_stride,
-                            pass_rows,
-                            last_col - first_col,
-                        );
+                    if pass_rows > 0 {
+                        let post = step.epilogue.post.at_tile(ic, step.jc + cols.start);
+                        // SAFETY: the block's first `pass_rows` rows and the micro-panel's
+                        // columns lie inside C, only this task writes them, their columns
+                        // are contiguous, and the kernels above have stored them.
+                        unsafe {
+                            self.kernels.apply_post(
+                                &post,
+                                problem.c.at(ic, step.jc + cols.start),
+                                problem.c.col_stride,
+                                pass_rows,
+                                cols.len(),
+                            );
+                        }
                     }
                 }
             });
