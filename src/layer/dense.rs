@@ -17,8 +17,8 @@ use crate::matrix::{MatMut, MatRef, Matrix};
 /// ```
 /// use densegrad::Activation;
 /// use densegrad::layer::{Dense, Init};
-/// use rand::SeedableRng;
-/// use rand_chacha::ChaCha8Rng;
+/// use densegrad::rand::SeedableRng;
+/// use densegrad::rand_chacha::ChaCha8Rng;
 ///
 /// let mut rng = ChaCha8Rng::seed_from_u64(7);
 /// let layer = Dense::new(784, 256, Activation::Relu, Init::HeUniform, &mut rng)?;

@@ -6,6 +6,9 @@
 //! buffers exist. Parameters are saved and loaded in the safetensors format with PyTorch's
 //! tensor names and shapes.
 //!
+//! [`Sgd`] and [`Adam`] store state values below `f32::MIN_POSITIVE` in magnitude
+//! (subnormal numbers) as zero, which PyTorch's optimisers do not; see [`flush_subnormal`].
+//!
 //! See [`Sequential`] for a complete example.
 
 mod dense;

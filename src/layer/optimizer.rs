@@ -5,9 +5,6 @@
 //! afterwards, so a training loop allocates nothing once warm. One optimiser serves one
 //! network: [`Sequential::train_step`](super::Sequential::train_step) numbers the tensors
 //! `2·l` (weights of layer `l`) and `2·l + 1` (its bias).
-//!
-//! State values that fall below `f32::MIN_POSITIVE` in magnitude (subnormal numbers) are
-//! stored as zero; see [`flush_subnormal`].
 
 use rayon::prelude::*;
 
@@ -22,6 +19,10 @@ use crate::parallel::Parallelism;
 /// [`update_with`](Optimizer::update_with) once per tensor, with the network's
 /// parallelism. It numbers the tensors `2·l` (the weights of layer `l`) and `2·l + 1` (its
 /// bias), so an optimiser that keeps state per tensor serves one network.
+///
+/// An implementation that keeps state such as momentum should pass it through
+/// [`flush_subnormal`], as [`Sgd`] and [`Adam`] do, or its steps may slow down severalfold
+/// late in training.
 pub trait Optimizer {
     /// Checks the hyperparameters and starts a new step.
     ///
@@ -395,13 +396,20 @@ impl Optimizer for Adam {
 /// Optimiser state passes its values through this. A parameter whose gradient stays zero,
 /// such as a weight into a ReLU unit that no sample activates, has its momentum shrink by
 /// the same factor every step until it is subnormal, and there it stays: `0.9` times the
-/// smallest subnormal rounds back to it. x86 CPUs compute with subnormal numbers through
-/// microcode assists, many times slower than with normal ones, so such a state slows every
-/// later step, while the parameter it moves changes by less than `1e-38` times the
-/// learning rate per step. On one AVX-512 core, a batch-32 training step of a
-/// 784-256-128-10 network with momentum, after a few thousand steps on one batch, took
-/// 1.00 ms before this flush and 0.45 ms with it, as fast as with the CPU's flush-to-zero
-/// mode. The flush is done in software because Rust code must not change that mode.
+/// smallest subnormal rounds back to it. Many x86 cores, among them the Intel Xeon that
+/// BENCHMARKS.md was measured on, compute with subnormal numbers through microcode
+/// assists, many times slower than with normal ones, so such a state slows every later
+/// step. There, a training step of batch 32 became more than twice as slow after a few
+/// thousand steps without this flush.
+///
+/// What the flush drops is small: an SGD velocity below `f32::MIN_POSITIVE` would have
+/// moved its parameter by less than `learning_rate · f32::MIN_POSITIVE` per step, and an
+/// Adam first moment below it by less than `learning_rate · f32::MIN_POSITIVE /
+/// ((1 − beta1^t) · epsilon)`, about `1e-29 · learning_rate` with the defaults.
+///
+/// The flush is done in software because Rust code must not change the CPU's
+/// flush-to-zero mode. NOTE: it only covers stored state. Subnormal intermediates, such as
+/// `g²` in Adam for gradients below about `1e-19`, still run on assists.
 ///
 /// ```
 /// use densegrad::layer::flush_subnormal;

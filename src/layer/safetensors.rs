@@ -31,9 +31,9 @@ impl Sequential {
     /// ```
     /// use densegrad::layer::{Dense, Init, Loss, Sequential};
     /// use densegrad::Activation;
-    /// use rand::SeedableRng;
+    /// use densegrad::rand::SeedableRng;
     ///
-    /// let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+    /// let mut rng = densegrad::rand_chacha::ChaCha8Rng::seed_from_u64(3);
     /// let layers = vec![Dense::new(4, 3, Activation::Identity, Init::XavierUniform, &mut rng)?];
     /// let net = Sequential::new(layers, Loss::MeanSquaredError)?;
     ///

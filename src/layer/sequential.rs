@@ -25,8 +25,8 @@ const DEFAULT_CHUNK_ROWS: usize = 256;
 /// ```
 /// use densegrad::layer::{Dense, Init, Loss, Sequential, Sgd, Targets};
 /// use densegrad::{Activation, MatRef};
-/// use rand::SeedableRng;
-/// use rand_chacha::ChaCha8Rng;
+/// use densegrad::rand::SeedableRng;
+/// use densegrad::rand_chacha::ChaCha8Rng;
 ///
 /// let mut rng = ChaCha8Rng::seed_from_u64(1);
 /// let mut net = Sequential::new(
