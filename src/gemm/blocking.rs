@@ -98,10 +98,10 @@ const B_PANEL_L3_SHARE: f64 = 0.25;
 /// Bounds on `kc`: below 64 the C tile's load and store dominate each call, and above
 /// 1024 a kernel call outgrows any L1.
 const KC_RANGE: (usize, usize) = (64, 1024);
-/// Upper bound on `mc`. Taller A blocks gained nothing measurable, and where the B panel
-/// is one `32 × 12` micro-panel wide, packing 512 rows at a time (the L2 share's choice)
-/// was slower: on one AVX-512 core, 10×4096×4096 ABᵀ ran at 35 GFLOP/s with 512 rows and
-/// at 39 with 256, while 48-row tiles timed the same with 336 and 240 rows.
+/// Upper bound on `mc`. Taller A blocks gained nothing measurable, and they were slower
+/// where the B panel is one `32 × 12` micro-panel wide. There, on one AVX-512 core,
+/// 10×4096×4096 ABᵀ ran at 35 GFLOP/s with the 512 rows of the L2 share and at 39 with
+/// 256. The `48 × 8` tiles timed the same with 336 and 240 rows.
 const MC_MAX: usize = 256;
 /// Upper bound on `nc`, which keeps the packed B panel below 16 MiB.
 const NC_MAX: usize = 4096;

@@ -131,7 +131,7 @@ pub(crate) unsafe fn tile_body<
     let mut a = t.a;
     let mut b = t.b;
 
-    // Each accumulator still sees its FMAs in the order p = 0, 1, …, k − 1, so the
+    // Each accumulator still gets its FMAs in the order p = 0, 1, …, k − 1, so the
     // unrolling does not change any result. Wrapping offsets: after the last step the
     // pointers may point past a direct (unpacked) operand's slice, but they are never
     // read there.

@@ -395,8 +395,8 @@ impl Optimizer for Adam {
 ///
 /// Optimiser state passes its values through this. A parameter whose gradient stays zero,
 /// such as a weight into a ReLU unit that no sample activates, has its momentum shrink by
-/// the same factor every step until it is subnormal, and there it stays: `0.9` times the
-/// smallest subnormal rounds back to it. Many x86 cores, among them the Intel Xeon that
+/// the same factor every step until it is subnormal. There it stays, because `0.9` times
+/// the smallest subnormal rounds back to it. Many x86 cores, among them the Intel Xeon that
 /// BENCHMARKS.md was measured on, compute with subnormal numbers through microcode
 /// assists, many times slower than with normal ones, so such a state slows every later
 /// step. There, a training step of batch 32 became more than twice as slow after a few
@@ -504,8 +504,8 @@ mod tests {
 
     #[test]
     fn sgd_subnormal_velocity_stored_as_zero() {
-        // Velocities 4m, 2m, m, then m/2, which is subnormal; the second element's stay
-        // normal. With lr = 1 every step is exact.
+        // Velocities 4m, 2m, m, then m/2, which is subnormal. The second element's
+        // velocities stay normal. With lr = 1 every step is exact.
         let m = f32::MIN_POSITIVE;
         let mut sgd = Sgd::new(1.0).with_momentum(0.5);
         let mut params = [0.0, 1.0];
