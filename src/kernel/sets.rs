@@ -421,3 +421,52 @@ unsafe fn avx512_tile<const MV: usize, const NR: usize, const UNIT_B_COLS: bool>
     // SAFETY: the caller guarantees AVX-512F, and the rest of the contract.
     unsafe { tile_body::<Avx512F32x16, MV, NR, UNIT_B_COLS>(t, epilogue) }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn for_columns_fewest_micro_panels() {
+        for arch in Arch::supported() {
+            let default = KernelSet::for_arch(arch);
+            for cols in 1..=40 {
+                let chosen = default.for_columns(cols);
+                let passes = |set: &KernelSet| cols.div_ceil(set.nr);
+                if cols > WIDE_TILES_MAX_COLS {
+                    assert!(core::ptr::eq(chosen, default), "{arch:?} {cols} columns");
+                    continue;
+                }
+                for &set in default.wider {
+                    assert!(passes(chosen) <= passes(set), "{arch:?} {cols} columns");
+                }
+                assert!(passes(chosen) <= passes(default), "{arch:?} {cols} columns");
+                if passes(chosen) == passes(default) {
+                    assert!(core::ptr::eq(chosen, default), "{arch:?} {cols}: tie kept");
+                }
+            }
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn for_columns_avx512_tile_widths() {
+        // Columns of C and the `nr` of the AVX-512 set that covers them. From 13 columns
+        // `48 × 8` and `32 × 12` tiles both take two passes, and the taller ones win.
+        let expected = [
+            (6, 6),
+            (7, 8),
+            (8, 8),
+            (9, 12),
+            (10, 12),
+            (12, 12),
+            (13, 8),
+            (16, 8),
+            (17, 6),
+            (256, 6),
+        ];
+        for (cols, nr) in expected {
+            assert_eq!(AVX512.for_columns(cols).nr, nr, "{cols} columns");
+        }
+    }
+}
