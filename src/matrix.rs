@@ -278,6 +278,31 @@ impl<'a> MatRef<'a> {
         Some(unsafe { std::slice::from_raw_parts(self.ptr_at(i, 0), self.cols) })
     }
 
+    /// Returns all elements in row-major order as one slice, or `None` when they are not
+    /// laid out that way in memory (a transposed, strided or padded view). An empty view
+    /// gives an empty slice.
+    ///
+    /// ```
+    /// use densegrad::MatRef;
+    ///
+    /// let data = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0];
+    /// let a = MatRef::from_slice(&data, 2, 3)?;
+    /// assert_eq!(a.as_slice(), Some(&data[..]));
+    /// assert_eq!(a.t().as_slice(), None);
+    /// # Ok::<(), densegrad::Error>(())
+    /// ```
+    pub fn as_slice(&self) -> Option<&'a [f32]> {
+        if self.rows == 0 || self.cols == 0 {
+            return Some(&[]);
+        }
+        if !is_row_major(self.rows, self.cols, self.row_stride, self.col_stride) {
+            return None;
+        }
+        // SAFETY: the `rows · cols` elements are adjacent in row-major order and inside the
+        // borrowed slice, which the constructor proved; the borrow lives for 'a.
+        Some(unsafe { std::slice::from_raw_parts(self.ptr_at(0, 0), self.rows * self.cols) })
+    }
+
     /// Returns the `rows × cols` sub-view that starts at (`row`, `col`).
     ///
     /// # Errors
@@ -596,6 +621,23 @@ impl<'a> MatMut<'a> {
         // SAFETY: the row's elements are adjacent, in bounds and not aliased by any other
         // live reference, because `&mut self` is unique.
         Some(unsafe { std::slice::from_raw_parts_mut(self.ptr_at_mut(i, 0), self.cols) })
+    }
+
+    /// Returns all elements in row-major order as one mutable slice, or `None` when they
+    /// are not laid out that way in memory (a transposed, strided or padded view). An
+    /// empty view gives an empty slice.
+    pub fn as_mut_slice(&mut self) -> Option<&mut [f32]> {
+        if self.rows == 0 || self.cols == 0 {
+            return Some(&mut []);
+        }
+        if !is_row_major(self.rows, self.cols, self.row_stride, self.col_stride) {
+            return None;
+        }
+        // SAFETY: the `rows · cols` elements are adjacent in row-major order, in bounds,
+        // and not aliased by any other live reference, because `&mut self` is unique.
+        Some(unsafe {
+            std::slice::from_raw_parts_mut(self.ptr_at_mut(0, 0), self.rows * self.cols)
+        })
     }
 
     /// Sets every element to `value`.
@@ -940,6 +982,13 @@ impl Matrix {
     pub fn into_vec(self) -> Vec<f32> {
         self.data
     }
+}
+
+/// Returns whether a non-empty `rows × cols` view with these strides stores its elements
+/// adjacent in row-major order: unit column steps (or one column), and rows `cols` apart
+/// (or one row).
+fn is_row_major(rows: usize, cols: usize, row_stride: isize, col_stride: isize) -> bool {
+    (cols == 1 || col_stride == 1) && (rows == 1 || row_stride == cols as isize)
 }
 
 #[cfg(test)]

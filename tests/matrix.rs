@@ -177,6 +177,40 @@ fn row_slice_only_when_contiguous() {
 }
 
 #[test]
+fn as_slice_only_when_row_major() {
+    let a = MatRef::from_slice(&DATA, 2, 3).unwrap();
+    assert_eq!(a.as_slice(), Some(&DATA[..]));
+    assert_eq!(a.t().as_slice(), None);
+    assert_eq!(
+        a.submatrix(1, 0, 1, 3).unwrap().as_slice(),
+        Some(&DATA[3..6])
+    );
+    assert_eq!(a.submatrix(0, 1, 2, 2).unwrap().as_slice(), None);
+
+    // One column with unit row steps, and one element whatever its strides.
+    let column = MatRef::from_strided(&DATA, 1, 3, 1, 1, 5).unwrap();
+    assert_eq!(column.as_slice(), Some(&DATA[1..4]));
+    let single = MatRef::from_strided(&DATA, 4, 1, 1, -3, 7).unwrap();
+    assert_eq!(single.as_slice(), Some(&DATA[4..5]));
+
+    let padded = MatRef::from_strided(&DATA, 0, 2, 2, 3, 1).unwrap();
+    assert_eq!(padded.as_slice(), None);
+    let broadcast = MatRef::from_strided(&DATA, 0, 2, 3, 0, 1).unwrap();
+    assert_eq!(broadcast.as_slice(), None);
+    let empty = MatRef::from_slice(&[], 0, 4).unwrap();
+    assert_eq!(empty.as_slice(), Some(&[][..]));
+}
+
+#[test]
+fn as_mut_slice_writes_through() {
+    let mut data = DATA;
+    let mut m = MatMut::from_slice(&mut data, 3, 2).unwrap();
+    m.as_mut_slice().unwrap()[5] = 9.0;
+    assert!(m.rb_mut().t().as_mut_slice().is_none());
+    assert_eq!(data[5], 9.0);
+}
+
+#[test]
 fn split_rows_at_halves_write_apart() {
     let mut data = DATA;
     let m = MatMut::from_slice(&mut data, 3, 2).unwrap();
