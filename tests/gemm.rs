@@ -497,19 +497,30 @@ fn dot_path_single_row_or_column() {
 
 #[test]
 fn dot_path_few_rows_or_columns() {
-    // Up to 4 rows or columns of C from a depth of 256, and up to 8 from 384, take the
-    // dot-product path in blocks of 4 × 4, the last block repeating a row or column. The
-    // depths lie at and past both thresholds and past a vector; one lies just below.
+    // A few rows or columns of C take the dot-product path in blocks of 4 × 4, the last
+    // block repeating a row or column. On AVX-512 that is up to 4 of them from a depth of
+    // 64, 8 from 192 and 12 from 256, elsewhere 4 from 256 and 8 from 384. The shapes lie
+    // at, past and just below each of those limits, in lines and in depth.
     let mut rng = Rng(0x5eed_0000_0000_0d08);
     let shapes = [
+        (4, 63, 9),
+        (3, 64, 5),
+        (4, 65, 7),
+        (5, 191, 9),
+        (8, 192, 6),
         (2, 256, 7),
         (3, 257, 5),
+        (12, 255, 13),
+        (9, 256, 12),
+        (12, 300, 17),
+        (13, 300, 9),
         (4, 300, 9),
         (6, 300, 4),
         (6, 383, 9),
         (7, 384, 9),
         (8, 2048, 6),
         (5, 2055, 8),
+        (11, 784, 10),
     ];
     check_contiguous_along_k(&mut rng, &shapes);
 }
@@ -759,6 +770,7 @@ fn threads_bitwise_equal_sequential() {
         (4, 4096, 600),
         (600, 2048, 8),
         (700, 1024, 10),
+        (12, 1024, 700),
     ];
     for &(m, k, n) in &shapes {
         assert!(

@@ -15,43 +15,44 @@ use crate::kernel::{Beta, DOT_ROWS, DOT_RUNS, KernelSet, Post};
 /// the loop nest's micro-kernel is as fast, and its tests cover those depths.
 const DOT_MIN_DEPTH: usize = 16;
 
-/// Rows (or columns) of C up to which the dot-product path is taken when the reduction
-/// has at least [`FEW_LINES_MIN_DEPTH`] elements. The loop nest would fill at most this
-/// many of a tile's rows and pack the other operand through a transposing copy. On a
-/// Sapphire Rapids-class core, 4×256×256 ran at 66 GFLOP/s this way and at 42 in the loop
-/// nest, and 4×784×256 (four samples through a 784→256 layer) at 107 and 49.
-const FEW_LINES: usize = 4;
+/// Line limits of the dot-product path: `(lines, depth)` lets a product with at most
+/// `lines` rows or columns of C take the path when the reduction has at least `depth`
+/// elements. The loop nest would fill at most that many of a tile's rows and pack the
+/// other operand through a transposing copy. The path instead ends each block of 4 × 4
+/// dot products with 16 horizontal sums, which short reductions do not repay.
+type LineLimits = [(usize, usize)];
 
-/// Shortest reduction for which [`FEW_LINES`] rows or columns take the dot-product path.
-/// Each block of dot products ends with 16 horizontal sums, which shorter reductions do
-/// not repay: 4×128×128 ran at 42 GFLOP/s this way and at 43 in the loop nest.
-const FEW_LINES_MIN_DEPTH: usize = 256;
+/// Line limits for kernel sets whose dot blocks add the lanes of their 16 dot products
+/// in one reduction across the vectors (AVX-512, see [`KernelSet::sums_across_vectors`]).
+/// On a Sapphire Rapids-class core, against the loop nest in GFLOP/s: 4×96×96 52 and 41,
+/// 4×64×128 39 and 39; 8×192×192 80 and 68, 5×192×256 56 and 50; 12×256×256 92 and 79,
+/// 9×384×256 77 and 68, 12×784×256 111 and 84. With 16 rows the loop nest's tiles fill
+/// up (16×784×256 112 and 118), and with 10 rows a depth of 128 is too short (63 and 75).
+const ACROSS_VECTORS_LIMITS: &LineLimits = &[(4, 64), (8, 192), (12, 256)];
 
-/// Rows (or columns) of C up to which the dot-product path is taken when the reduction
-/// has at least [`MORE_LINES_MIN_DEPTH`] elements. 8×784×256 ran at 109 GFLOP/s this way
-/// and at 72 in the loop nest. With more rows the loop nest's tiles fill up: 15×512×512
-/// ran at 95 this way and at 118 in the loop nest.
-// NOTE: the 16 sums of a block run one accumulator at a time. A transposing reduction
-// might let the path serve more rows and shorter depths, which the loop nest now takes.
-const MORE_LINES: usize = 8;
-
-/// Shortest reduction for which [`MORE_LINES`] rows or columns take the dot-product path:
-/// 8×384×384 ran at 89 GFLOP/s this way and at 81 in the loop nest, and 6×256×256 at 56
-/// and 59.
-const MORE_LINES_MIN_DEPTH: usize = 384;
+/// Line limits for kernel sets that sum each dot product on its own (AVX2, portable), as
+/// timed on AVX-512 before its sums went across vectors: 4×256×256 66 and 42 in the loop
+/// nest, 4×128×128 42 and 43; 8×384×384 89 and 81, 6×256×256 56 and 59; 15×512×512 95
+/// and 118.
+// NOTE: not timed on the AVX2 path itself, where the 16 sums are each 8 lanes.
+const EACH_VECTOR_LIMITS: &LineLimits = &[(4, 256), (8, 384)];
 
 /// Returns whether `problem` has few rows or columns of C for its depth (one row or
-/// column, [`FEW_LINES`] or [`MORE_LINES`]) over operands contiguous along k: A's rows
-/// and B's columns each a run of adjacent elements.
-pub(crate) fn applies(problem: &Problem) -> bool {
+/// column from [`DOT_MIN_DEPTH`], more up to the kernel set's line limits) over operands
+/// contiguous along k: A's rows and B's columns each a run of adjacent elements.
+pub(crate) fn applies(problem: &Problem, kernels: &KernelSet) -> bool {
     let k = problem.k;
-    let max_lines = if k >= MORE_LINES_MIN_DEPTH {
-        MORE_LINES
-    } else if k >= FEW_LINES_MIN_DEPTH {
-        FEW_LINES
+    let limits = if kernels.sums_across_vectors {
+        ACROSS_VECTORS_LIMITS
     } else {
-        1
+        EACH_VECTOR_LIMITS
     };
+    let max_lines = limits
+        .iter()
+        .filter(|&&(_, depth)| k >= depth)
+        .map(|&(lines, _)| lines)
+        .max()
+        .unwrap_or(1);
     problem.m.min(problem.n) <= max_lines
         && k >= DOT_MIN_DEPTH
         && problem.a.col_stride == 1

@@ -157,7 +157,7 @@ pub fn gemm_with_options(
 unsafe fn run(mut problem: Problem, arch: Arch, packing: Packing, par: Parallelism) {
     let kernels = KernelSet::for_arch(arch.or_supported_below());
     let threads = thread_count(&problem, par);
-    if packing == Packing::Auto && dot::applies(&problem) {
+    if packing == Packing::Auto && dot::applies(&problem, kernels) {
         // SAFETY: the path is supported (`or_supported_below`); the caller guarantees the
         // views.
         unsafe { dot::run(&problem, kernels, threads) };

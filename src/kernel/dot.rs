@@ -26,9 +26,10 @@ pub(crate) const DOT_CHAINS: usize = 2;
 /// Every pair gets the same sequence of operations. Chain `c` adds the products of the
 /// vectors `c, c + CHAINS, …`. The first chain then adds those of the whole vectors left
 /// after them, and the last chain that of the masked tail. The result is the sum of the
-/// lanes of all chains.
-/// A pair's result therefore depends only on its two runs, `k` and `CHAINS`, and a caller
-/// may repeat a run or a shared run to fill the arrays.
+/// lanes of all chains. A block of [`DOT_ROWS`] shared runs sums its 16 pairs' lanes
+/// together through [`Lane::sums`], which adds every pair's lanes in the same order.
+/// A pair's result therefore depends only on its two runs, `k`, `SHARED` and `CHAINS`,
+/// and a caller may repeat a run or a shared run to fill the arrays.
 ///
 /// # Safety
 ///
@@ -65,14 +66,36 @@ pub(crate) unsafe fn dots_body<L: Lane, const SHARED: usize, const CHAINS: usize
 
     // Plain loops rather than `map` or `reduce`: their closures would be compiled
     // without this function's target features, and call each vector add.
-    let mut dots = [[0.0; DOT_RUNS]; SHARED];
-    for (dots_s, acc_s) in dots.iter_mut().zip(&acc) {
-        for (dot, chains) in dots_s.iter_mut().zip(acc_s) {
+    // SAFETY: the caller guarantees support for `L`.
+    let mut totals = [[unsafe { L::zero() }; DOT_RUNS]; SHARED];
+    for (totals_s, acc_s) in totals.iter_mut().zip(&acc) {
+        for (total, chains) in totals_s.iter_mut().zip(acc_s) {
             let mut sum = chains[0];
             for chain in &chains[1..] {
                 sum = sum.add(*chain);
             }
-            *dot = sum.sum();
+            *total = sum;
+        }
+    }
+    let mut dots = [[0.0; DOT_RUNS]; SHARED];
+    if SHARED == DOT_ROWS {
+        let mut flat = [totals[0][0]; DOT_ROWS * DOT_RUNS];
+        for s in 0..SHARED {
+            for r in 0..DOT_RUNS {
+                flat[s * DOT_RUNS + r] = totals[s][r];
+            }
+        }
+        let sums = L::sums(&flat);
+        for s in 0..SHARED {
+            for r in 0..DOT_RUNS {
+                dots[s][r] = sums[s * DOT_RUNS + r];
+            }
+        }
+    } else {
+        for s in 0..SHARED {
+            for r in 0..DOT_RUNS {
+                dots[s][r] = totals[s][r].sum();
+            }
         }
     }
     dots

@@ -55,6 +55,10 @@ pub(crate) struct KernelSet {
     /// Whether packing may transpose 8 × 8 blocks with AVX, which every CPU of this path
     /// has. Without it, packing transposes 4 × 4 blocks with SSE.
     pub avx_transpose: bool,
+    /// Whether [`dot_block`](KernelSet::dot_block) adds the lanes of its dot products in
+    /// one reduction across the vectors (see `Lane::sums`) rather than each on its own,
+    /// which makes short dot products cheaper.
+    pub sums_across_vectors: bool,
     /// Kernels for B micro-panels with unit column stride, by `[vectors - 1][cols - 1]`.
     unit_b_tiles: &'static [&'static [TileFn]],
     /// Kernels for B micro-panels with any column stride.
@@ -200,6 +204,7 @@ static PORTABLE: KernelSet = KernelSet {
     max_vectors: 1,
     nr: 6,
     avx_transpose: false,
+    sums_across_vectors: false,
     unit_b_tiles: tile_table!(portable_tile; true; [1]; [1, 2, 3, 4, 5, 6]),
     strided_b_tiles: tile_table!(portable_tile; false; [1]; [1, 2, 3, 4, 5, 6]),
     dots: portable_dots,
@@ -259,6 +264,7 @@ static AVX2: KernelSet = KernelSet {
     max_vectors: 2,
     nr: 6,
     avx_transpose: true,
+    sums_across_vectors: false,
     unit_b_tiles: tile_table!(avx2_tile; true; [1, 2]; [1, 2, 3, 4, 5, 6]),
     strided_b_tiles: tile_table!(avx2_tile; false; [1, 2]; [1, 2, 3, 4, 5, 6]),
     dots: avx2_dots,
@@ -330,6 +336,7 @@ static AVX512: KernelSet = KernelSet {
     max_vectors: 4,
     nr: 6,
     avx_transpose: true,
+    sums_across_vectors: true,
     unit_b_tiles: tile_table!(avx512_tile; true; [1, 2, 3, 4]; [1, 2, 3, 4, 5, 6]),
     strided_b_tiles: tile_table!(avx512_tile; false; [1, 2, 3, 4]; [1, 2, 3, 4, 5, 6]),
     dots: avx512_dots,
@@ -346,6 +353,7 @@ static AVX512_WIDE: KernelSet = KernelSet {
     max_vectors: 3,
     nr: 8,
     avx_transpose: true,
+    sums_across_vectors: true,
     unit_b_tiles: tile_table!(avx512_tile; true; [1, 2, 3]; [1, 2, 3, 4, 5, 6, 7, 8]),
     strided_b_tiles: tile_table!(avx512_tile; false; [1, 2, 3]; [1, 2, 3, 4, 5, 6, 7, 8]),
     dots: avx512_dots,
@@ -363,6 +371,7 @@ static AVX512_WIDER: KernelSet = KernelSet {
     max_vectors: 2,
     nr: 12,
     avx_transpose: true,
+    sums_across_vectors: true,
     unit_b_tiles: tile_table!(avx512_tile; true; [1, 2]; [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]),
     strided_b_tiles: tile_table!(avx512_tile; false; [1, 2]; [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]),
     dots: avx512_dots,
