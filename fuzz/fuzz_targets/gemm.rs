@@ -17,12 +17,12 @@ const MAX_DIM: usize = 80;
 
 /// Depth added to products with at most [`DEEP_MAX_LINES`] rows or columns when the input
 /// requests it, so that a few rows or columns reach the dot-product blocks, which start at
-/// depths of 256 and 384.
+/// depths from 64 to 384 depending on the number of lines and the SIMD path.
 const DEEP_EXTRA: usize = 384;
 
-/// Most rows or columns of a product that may take [`DEEP_EXTRA`], which keeps the
-/// reference product cheap.
-const DEEP_MAX_LINES: usize = 8;
+/// Most rows or columns of a product that may take [`DEEP_EXTRA`]: the most that take
+/// the dot-product path on any SIMD path. It keeps the reference product cheap.
+const DEEP_MAX_LINES: usize = 12;
 
 /// Layout of an input operand in its slice.
 #[derive(Arbitrary, Debug, Clone, Copy)]
