@@ -34,7 +34,8 @@ const ACROSS_VECTORS_LIMITS: &LineLimits = &[(4, 64), (8, 192), (12, 256)];
 /// timed on AVX-512 before its sums went across vectors: 4×256×256 66 and 42 in the loop
 /// nest, 4×128×128 42 and 43; 8×384×384 89 and 81, 6×256×256 56 and 59; 15×512×512 95
 /// and 118.
-// NOTE: not timed on the AVX2 path itself, where the 16 sums are each 8 lanes.
+// NOTE: not timed on the AVX2 path itself. With the AVX-512 limits it ran slower there,
+// and an 8-lane form of `Lane::sums` might let it take them too.
 const EACH_VECTOR_LIMITS: &LineLimits = &[(4, 256), (8, 384)];
 
 /// Returns whether `problem` has few rows or columns of C for its depth (one row or
