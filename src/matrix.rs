@@ -279,8 +279,11 @@ impl<'a> MatRef<'a> {
     }
 
     /// Returns all elements in row-major order as one slice, or `None` when they are not
-    /// laid out that way in memory (a transposed, strided or padded view). An empty view
-    /// gives an empty slice.
+    /// adjacent in that order in memory. They are when the columns are adjacent
+    /// (`col_stride == 1`, or one column) and the rows `cols` elements apart
+    /// (`row_stride == cols`, or one row). So a transposed, padded, reversed or broadcast
+    /// view with more than one row and column gives `None`. An empty view gives an empty
+    /// slice.
     ///
     /// ```
     /// use densegrad::MatRef;
@@ -624,8 +627,24 @@ impl<'a> MatMut<'a> {
     }
 
     /// Returns all elements in row-major order as one mutable slice, or `None` when they
-    /// are not laid out that way in memory (a transposed, strided or padded view). An
-    /// empty view gives an empty slice.
+    /// are not adjacent in that order in memory: the condition of [`MatRef::as_slice`].
+    /// The slice borrows this view, so bind a view returned by a method to a variable
+    /// first.
+    ///
+    /// ```
+    /// use densegrad::MatMut;
+    ///
+    /// let mut data = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0];
+    /// let mut a = MatMut::from_slice(&mut data, 2, 3)?;
+    /// a.as_mut_slice().unwrap()[4] = 0.5;
+    /// assert!(a.rb_mut().t().as_mut_slice().is_none());
+    /// assert_eq!(data[4], 0.5);
+    ///
+    /// // Two rows of 2 elements, 3 apart: the third element of each row is padding.
+    /// let mut padded = MatMut::from_strided(&mut data, 0, 2, 2, 3, 1)?;
+    /// assert!(padded.as_mut_slice().is_none());
+    /// # Ok::<(), densegrad::Error>(())
+    /// ```
     pub fn as_mut_slice(&mut self) -> Option<&mut [f32]> {
         if self.rows == 0 || self.cols == 0 {
             return Some(&mut []);

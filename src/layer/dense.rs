@@ -113,12 +113,13 @@ impl Dense {
         self.activation
     }
 
-    /// The weights, `n_out × n_in`.
+    /// The weights, `n_out × n_in`, row-major, so [`MatRef::as_slice`] always returns
+    /// them.
     pub fn weights(&self) -> MatRef<'_> {
         self.weights.as_ref()
     }
 
-    /// The weights, mutably, to set them by hand.
+    /// The weights, mutably, to set them by hand; row-major like [`Dense::weights`].
     pub fn weights_mut(&mut self) -> MatMut<'_> {
         self.weights.as_mut()
     }
@@ -133,7 +134,8 @@ impl Dense {
         &mut self.bias
     }
 
-    /// `∂C/∂W` of the last training step, `n_out × n_in`.
+    /// `∂C/∂W` of the last training step, `n_out × n_in`, row-major like
+    /// [`Dense::weights`].
     pub fn grad_weights(&self) -> MatRef<'_> {
         self.grad_weights.as_ref()
     }
