@@ -334,36 +334,58 @@ mod x86 {
             // the 8 partials of v[2i], and chunks 2 and 3 those of v[2i + 1].
             let mut halves = [v[0]; 8];
             for i in 0..8 {
-                let (a, b) = (v[2 * i], v[2 * i + 1]);
-                halves[i] = _mm512_add_ps(
-                    _mm512_shuffle_f32x4::<0b01_00_01_00>(a, b),
-                    _mm512_shuffle_f32x4::<0b11_10_11_10>(a, b),
-                );
+                halves[i] = add_chunks::<0b01_00_01_00, 0b11_10_11_10>(v[2 * i], v[2 * i + 1]);
             }
             // Round 2: chunk c of `quarters[i]` contains the 4 partials of v[4i + c].
             let mut quarters = [v[0]; 4];
             for i in 0..4 {
-                let (a, b) = (halves[2 * i], halves[2 * i + 1]);
-                quarters[i] = _mm512_add_ps(
-                    _mm512_shuffle_f32x4::<0b10_00_10_00>(a, b),
-                    _mm512_shuffle_f32x4::<0b11_01_11_01>(a, b),
-                );
+                quarters[i] = add_chunks::<EVEN, ODD>(halves[2 * i], halves[2 * i + 1]);
             }
             // Round 3: chunk c of `pairs[i]` contains two partials of v[8i + c], then two
             // of v[8i + 4 + c].
             let mut pairs = [v[0]; 2];
             for i in 0..2 {
-                let (a, b) = (quarters[2 * i], quarters[2 * i + 1]);
-                pairs[i] = _mm512_add_ps(
-                    _mm512_shuffle_ps::<0b10_00_10_00>(a, b),
-                    _mm512_shuffle_ps::<0b11_01_11_01>(a, b),
-                );
+                pairs[i] = add_lanes(quarters[2 * i], quarters[2 * i + 1]);
             }
             // Round 4: lane j of chunk c contains the sum of v[4j + c].
-            let (a, b) = (pairs[0], pairs[1]);
+            add_lanes(pairs[0], pairs[1])
+        }
+    }
+
+    /// Shuffle selector of parts 0 and 2 of each operand (128-bit chunks or elements).
+    const EVEN: i32 = 0b10_00_10_00;
+    /// Shuffle selector of parts 1 and 3 of each operand.
+    const ODD: i32 = 0b11_01_11_01;
+
+    /// Returns the sum of the two 128-bit chunk shuffles `LOW` and `HIGH` of `a` and `b`.
+    ///
+    /// # Safety
+    ///
+    /// The CPU supports AVX-512F.
+    #[inline(always)]
+    unsafe fn add_chunks<const LOW: i32, const HIGH: i32>(a: __m512, b: __m512) -> __m512 {
+        // SAFETY: the caller guarantees AVX-512F.
+        unsafe {
             _mm512_add_ps(
-                _mm512_shuffle_ps::<0b10_00_10_00>(a, b),
-                _mm512_shuffle_ps::<0b11_01_11_01>(a, b),
+                _mm512_shuffle_f32x4::<LOW>(a, b),
+                _mm512_shuffle_f32x4::<HIGH>(a, b),
+            )
+        }
+    }
+
+    /// Returns, within each 128-bit chunk, elements 0 and 2 of `a` and of `b` plus
+    /// elements 1 and 3: adjacent pairs added, `a`'s first.
+    ///
+    /// # Safety
+    ///
+    /// The CPU supports AVX-512F.
+    #[inline(always)]
+    unsafe fn add_lanes(a: __m512, b: __m512) -> __m512 {
+        // SAFETY: the caller guarantees AVX-512F.
+        unsafe {
+            _mm512_add_ps(
+                _mm512_shuffle_ps::<EVEN>(a, b),
+                _mm512_shuffle_ps::<ODD>(a, b),
             )
         }
     }
