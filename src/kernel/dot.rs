@@ -93,9 +93,7 @@ pub(crate) unsafe fn dots_body<L: Lane, const SHARED: usize, const CHAINS: usize
         }
     } else {
         for s in 0..SHARED {
-            for r in 0..DOT_RUNS {
-                dots[s][r] = totals[s][r].sum();
-            }
+            dots[s] = L::sums(&totals[s]);
         }
     }
     dots

@@ -352,6 +352,26 @@ mod x86 {
         }
     }
 
+    /// [`transposed_sums16`] for 4 vectors, with the same tree of additions for each, so a
+    /// vector's sum does not depend on which of the two functions adds it. Lane `4c` of
+    /// the result is the sum of vector `c`.
+    ///
+    /// # Safety
+    ///
+    /// The CPU supports AVX-512F.
+    #[inline(always)]
+    unsafe fn transposed_sums4(v0: __m512, v1: __m512, v2: __m512, v3: __m512) -> __m512 {
+        // SAFETY: the caller guarantees AVX-512F.
+        unsafe {
+            let quarters = add_chunks::<EVEN, ODD>(
+                add_chunks::<0b01_00_01_00, 0b11_10_11_10>(v0, v1),
+                add_chunks::<0b01_00_01_00, 0b11_10_11_10>(v2, v3),
+            );
+            let pairs = add_lanes(quarters, quarters);
+            add_lanes(pairs, pairs)
+        }
+    }
+
     /// Shuffle selector of parts 0 and 2 of each operand (128-bit chunks or elements).
     const EVEN: i32 = 0b10_00_10_00;
     /// Shuffle selector of parts 1 and 3 of each operand.
@@ -434,6 +454,22 @@ mod x86 {
 
         #[inline(always)]
         fn sums<const N: usize>(v: &[Self; N]) -> [f32; N] {
+            if N == 4 {
+                let mut lanes = [0.0f32; 16];
+                // SAFETY: `v` has 4 vectors, whose existence proves AVX-512F, and `lanes`
+                // has room for 16 elements.
+                unsafe {
+                    _mm512_storeu_ps(
+                        lanes.as_mut_ptr(),
+                        transposed_sums4(v[0].0, v[1].0, v[2].0, v[3].0),
+                    )
+                };
+                let mut sums = [0.0; N];
+                for (index, sum) in sums.iter_mut().enumerate() {
+                    *sum = lanes[4 * index];
+                }
+                return sums;
+            }
             if N != 16 {
                 let mut sums = [0.0; N];
                 for (sum, vector) in sums.iter_mut().zip(v) {
@@ -533,7 +569,8 @@ mod tests {
 
     /// Checks [`Lane::sums`] of 16 vectors against each vector's own sum, on integer
     /// values whose sums are exact in any order. Then checks that one vector whose sum
-    /// depends on the order of the additions gets the same result in every slot.
+    /// depends on the order of the additions gets the same result in every slot, and in a
+    /// group of 4 as in a group of 16.
     ///
     /// # Safety
     ///
@@ -559,6 +596,15 @@ mod tests {
         let sums = L::sums(&[vector; 16]);
         for (slot, sum) in sums.iter().enumerate() {
             assert_eq!(sum.to_bits(), sums[0].to_bits(), "slot {slot}");
+        }
+
+        // Four vectors: the same sums as in a group of 16.
+        let four = [vectors[0], vectors[5], vector, vectors[15]];
+        let sums_of_four = L::sums(&four);
+        let all = L::sums(&vectors);
+        let in_sixteen = [all[0], all[5], sums[0], all[15]];
+        for (i, (sum, want)) in sums_of_four.iter().zip(in_sixteen).enumerate() {
+            assert_eq!(sum.to_bits(), want.to_bits(), "vector {i} of four");
         }
     }
 
