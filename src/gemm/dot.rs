@@ -30,10 +30,10 @@ type LineLimits = [(usize, usize)];
 /// up (16×784×256 112 and 118), and with 10 rows a depth of 128 is too short (63 and 75).
 const ACROSS_VECTORS_LIMITS: &LineLimits = &[(4, 64), (8, 192), (12, 256)];
 
-/// Line limits for kernel sets that sum each dot product on its own (AVX2, portable), as
-/// timed on AVX-512 before its sums went across vectors: 4×256×256 66 and 42 in the loop
-/// nest, 4×128×128 42 and 43; 8×384×384 89 and 81, 6×256×256 56 and 59; 15×512×512 95
-/// and 118.
+/// Line limits for kernel sets that sum each dot product on its own (AVX2, portable).
+/// They were timed on AVX-512 before its sums went across vectors, against the loop nest
+/// in GFLOP/s: 4×256×256 66 and 42, 4×128×128 42 and 43, 8×384×384 89 and 81, 6×256×256
+/// 56 and 59, and 15×512×512 95 and 118.
 // NOTE: not timed on the AVX2 path itself. With the AVX-512 limits it ran slower there,
 // and an 8-lane form of `Lane::sums` might let it take them too.
 const EACH_VECTOR_LIMITS: &LineLimits = &[(4, 256), (8, 384)];

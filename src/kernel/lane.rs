@@ -352,9 +352,9 @@ mod x86 {
         }
     }
 
-    /// [`transposed_sums16`] for 4 vectors, with the same tree of additions for each, so a
-    /// vector's sum does not depend on which of the two functions adds it. Lane `4c` of
-    /// the result is the sum of vector `c`.
+    /// Adds the elements of 4 vectors in the tree of [`transposed_sums16`], so a vector's
+    /// sum does not depend on which of the two functions adds it. Lane `4c` of the result
+    /// is the sum of vector `c`.
     ///
     /// # Safety
     ///
@@ -608,37 +608,32 @@ mod tests {
         }
     }
 
+    /// Runs the generic check `$check::<L>()` for every lane type this CPU supports.
+    macro_rules! on_every_lane {
+        ($check:ident) => {{
+            // SAFETY: the portable lane runs on every CPU.
+            unsafe { $check::<WideF32x8>() };
+            #[cfg(target_arch = "x86_64")]
+            {
+                if Arch::Avx2.is_supported() {
+                    // SAFETY: AVX2 and FMA were detected.
+                    unsafe { $check::<Avx2F32x8>() };
+                }
+                if Arch::Avx512.is_supported() {
+                    // SAFETY: AVX-512F was detected.
+                    unsafe { $check::<Avx512F32x16>() };
+                }
+            }
+        }};
+    }
+
     #[test]
     fn lane_sums_every_path() {
-        // SAFETY: the portable lane runs on every CPU.
-        unsafe { check_sums::<WideF32x8>() };
-        #[cfg(target_arch = "x86_64")]
-        {
-            if Arch::Avx2.is_supported() {
-                // SAFETY: AVX2 and FMA were detected.
-                unsafe { check_sums::<Avx2F32x8>() };
-            }
-            if Arch::Avx512.is_supported() {
-                // SAFETY: AVX-512F was detected.
-                unsafe { check_sums::<Avx512F32x16>() };
-            }
-        }
+        on_every_lane!(check_sums);
     }
 
     #[test]
     fn lane_prefix_load_store_every_path() {
-        // SAFETY: the portable lane runs on every CPU.
-        unsafe { check_prefixes::<WideF32x8>() };
-        #[cfg(target_arch = "x86_64")]
-        {
-            if Arch::Avx2.is_supported() {
-                // SAFETY: AVX2 and FMA were detected.
-                unsafe { check_prefixes::<Avx2F32x8>() };
-            }
-            if Arch::Avx512.is_supported() {
-                // SAFETY: AVX-512F was detected.
-                unsafe { check_prefixes::<Avx512F32x16>() };
-            }
-        }
+        on_every_lane!(check_prefixes);
     }
 }

@@ -119,7 +119,7 @@ impl Dense {
         self.weights.as_ref()
     }
 
-    /// The weights, mutably, to set them by hand; row-major like [`Dense::weights`].
+    /// The weights, mutably, to set them by hand. Row-major like [`Dense::weights`].
     pub fn weights_mut(&mut self) -> MatMut<'_> {
         self.weights.as_mut()
     }
