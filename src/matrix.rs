@@ -646,17 +646,35 @@ impl<'a> MatMut<'a> {
     /// # Ok::<(), densegrad::Error>(())
     /// ```
     pub fn as_mut_slice(&mut self) -> Option<&mut [f32]> {
+        self.rb_mut().into_mut_slice()
+    }
+
+    /// Turns the view into one slice of its elements in row-major order, borrowed for the
+    /// whole lifetime of the data, or returns `None` under the condition of
+    /// [`MatMut::as_mut_slice`]. It consumes the view, so it also works on a view that a
+    /// method returns, such as
+    /// [`Matrix::as_mut`] or [`layer::Dense::weights_mut`](crate::layer::Dense::weights_mut).
+    ///
+    /// ```
+    /// use densegrad::Matrix;
+    ///
+    /// let mut m = Matrix::zeros(2, 3);
+    /// let row_major = m.as_mut().into_mut_slice().unwrap();
+    /// row_major[5] = 1.0;
+    /// assert_eq!(m.get(1, 2), Some(1.0));
+    /// assert!(m.as_mut().t().into_mut_slice().is_none());
+    /// ```
+    pub fn into_mut_slice(self) -> Option<&'a mut [f32]> {
         if self.rows == 0 || self.cols == 0 {
             return Some(&mut []);
         }
         if !is_row_major(self.rows, self.cols, self.row_stride, self.col_stride) {
             return None;
         }
-        // SAFETY: the `rows · cols` elements are adjacent in row-major order, in bounds,
-        // and not aliased by any other live reference, because `&mut self` is unique.
-        Some(unsafe {
-            std::slice::from_raw_parts_mut(self.ptr_at_mut(0, 0), self.rows * self.cols)
-        })
+        // SAFETY: `ptr` is element (0, 0), and the `rows · cols` elements from it are
+        // adjacent in row-major order and in bounds. The view held the only live
+        // reference to them for `'a`, and it is consumed here, so the slice is the only one.
+        Some(unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.rows * self.cols) })
     }
 
     /// Sets every element to `value`.

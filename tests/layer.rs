@@ -967,3 +967,48 @@ fn optimizer_skipped_index_rejected() {
         "{after_one}"
     );
 }
+
+#[test]
+fn parameters_mut_sets_every_layer() {
+    let mut net = network(&[3, 4, 2], Activation::Relu, Loss::MeanSquaredError, 5);
+    let shapes: Vec<_> = net
+        .parameters_mut()
+        .map(|(weights, bias)| (weights.rows(), weights.cols(), bias.len()))
+        .collect();
+    assert_eq!(shapes, [(4, 3, 4), (2, 4, 2)]);
+
+    // Hidden unit i computes relu(x·w_i + b_i) with w_i = (i, -1, 0.5) and b_i = -0.25·i;
+    // output o sums the hidden units times (o + 1) and adds 0.5.
+    for (l, (weights, bias)) in net.parameters_mut().enumerate() {
+        let cols = weights.cols();
+        for (index, w) in weights.into_mut_slice().unwrap().iter_mut().enumerate() {
+            let (row, col) = (index / cols, index % cols);
+            *w = match l {
+                0 => [row as f32, -1.0, 0.5][col],
+                _ => (row + 1) as f32,
+            };
+        }
+        for (row, b) in bias.iter_mut().enumerate() {
+            *b = if l == 0 { -0.25 * row as f32 } else { 0.5 };
+        }
+    }
+
+    let x = [1.0, 2.0, 4.0, -1.0, 0.0, 3.0];
+    let expected: Vec<f32> = x
+        .chunks(3)
+        .flat_map(|sample| {
+            let hidden: f32 = (0..4)
+                .map(|i| {
+                    let z = i as f32 * sample[0] - sample[1] + 0.5 * sample[2] - 0.25 * i as f32;
+                    z.max(0.0)
+                })
+                .sum();
+            [hidden + 0.5, 2.0 * hidden + 0.5]
+        })
+        .collect();
+    let output = net
+        .forward(MatRef::from_slice(&x, 2, 3).unwrap())
+        .unwrap()
+        .to_matrix();
+    assert_eq!(output.as_slice(), &expected[..]);
+}

@@ -211,6 +211,27 @@ fn as_mut_slice_writes_through() {
 }
 
 #[test]
+fn into_mut_slice_outlives_view() {
+    let mut data = DATA;
+    let slice = MatMut::from_slice(&mut data, 2, 3)
+        .unwrap()
+        .into_mut_slice()
+        .unwrap();
+    slice[1] = -2.0;
+    assert_eq!(data[1], -2.0);
+
+    let mut data = DATA;
+    let transposed = MatMut::from_slice(&mut data, 2, 3).unwrap().t();
+    assert!(transposed.into_mut_slice().is_none());
+    let padded = MatMut::from_strided(&mut data, 0, 2, 2, 3, 1).unwrap();
+    assert!(padded.into_mut_slice().is_none());
+    let row = MatMut::from_strided(&mut data, 3, 1, 3, 100, 1).unwrap();
+    assert_eq!(row.into_mut_slice().unwrap(), &[4.0, 5.0, 6.0]);
+    let empty = MatMut::from_slice(&mut [], 3, 0).unwrap();
+    assert_eq!(empty.into_mut_slice().unwrap(), &[] as &[f32]);
+}
+
+#[test]
 fn split_rows_at_halves_write_apart() {
     let mut data = DATA;
     let m = MatMut::from_slice(&mut data, 3, 2).unwrap();

@@ -134,6 +134,28 @@ impl Dense {
         &mut self.bias
     }
 
+    /// Returns the weights and the bias, mutably at the same time, for code that changes
+    /// both, such as a hand-written update rule. The weights are row-major like
+    /// [`Dense::weights`].
+    ///
+    /// ```
+    /// use densegrad::Activation;
+    /// use densegrad::layer::{Dense, Init};
+    /// use densegrad::rand::SeedableRng;
+    /// use densegrad::rand_chacha::ChaCha8Rng;
+    ///
+    /// let mut layer = Dense::new(3, 2, Activation::Relu, Init::HeUniform, &mut ChaCha8Rng::seed_from_u64(0))?;
+    /// let (weights, bias) = layer.parameters_mut();
+    /// weights.into_mut_slice().unwrap().fill(0.5);
+    /// bias.fill(-1.0);
+    /// assert_eq!(layer.weights().as_slice().unwrap(), &[0.5; 6]);
+    /// assert_eq!(layer.bias(), &[-1.0, -1.0]);
+    /// # Ok::<(), densegrad::Error>(())
+    /// ```
+    pub fn parameters_mut(&mut self) -> (MatMut<'_>, &mut [f32]) {
+        (self.weights.as_mut(), &mut self.bias)
+    }
+
     /// `∂C/∂W` of the last training step, `n_out × n_in`, row-major like
     /// [`Dense::weights`].
     pub fn grad_weights(&self) -> MatRef<'_> {

@@ -8,7 +8,7 @@ use crate::Activation;
 use crate::dense::{DenseGrads, GradMode, dense_backward, dense_forward};
 use crate::error::{Error, Shape};
 use crate::loss::{Range, Targets, check_values};
-use crate::matrix::MatRef;
+use crate::matrix::{MatMut, MatRef};
 use crate::parallel::Parallelism;
 
 /// Batch size that [`Sequential::evaluate`] and [`Sequential::predict`] work through at a
@@ -141,6 +141,44 @@ impl Sequential {
     /// The layers, first to last.
     pub fn layers(&self) -> &[Dense] {
         &self.layers
+    }
+
+    /// Returns the weights and bias of each layer, first to last, mutably, to set or
+    /// change parameters by hand (pruning, scaling, an update rule of your own). The
+    /// shapes stay fixed, so the network remains valid; [`Sequential::layers`] reads
+    /// them. The optimiser keeps its state for each layer.
+    ///
+    /// ```
+    /// use densegrad::Activation;
+    /// use densegrad::layer::{Dense, Init, Loss, Sequential};
+    /// use densegrad::rand::SeedableRng;
+    /// use densegrad::rand_chacha::ChaCha8Rng;
+    ///
+    /// let mut rng = ChaCha8Rng::seed_from_u64(0);
+    /// let mut net = Sequential::new(
+    ///     vec![
+    ///         Dense::new(4, 3, Activation::Relu, Init::HeUniform, &mut rng)?,
+    ///         Dense::new(3, 2, Activation::Softmax, Init::XavierUniform, &mut rng)?,
+    ///     ],
+    ///     Loss::SoftmaxCrossEntropy,
+    /// )?;
+    ///
+    /// // Zero the weights of small magnitude in every layer.
+    /// for (weights, _bias) in net.parameters_mut() {
+    ///     for w in weights.into_mut_slice().unwrap() {
+    ///         if w.abs() < 0.1 {
+    ///             *w = 0.0;
+    ///         }
+    ///     }
+    /// }
+    /// let weights = net.layers()[0].weights();
+    /// assert!(weights.as_slice().unwrap().iter().all(|w| *w == 0.0 || w.abs() >= 0.1));
+    /// # Ok::<(), densegrad::Error>(())
+    /// ```
+    pub fn parameters_mut(
+        &mut self,
+    ) -> impl DoubleEndedIterator<Item = (MatMut<'_>, &mut [f32])> + ExactSizeIterator {
+        self.layers.iter_mut().map(Dense::parameters_mut)
     }
 
     /// The layers, mutably, for this module's loaders; the shapes must not change.
