@@ -31,6 +31,10 @@ fn count_this_thread() {
     COUNTED.with(|counted| counted.set(true));
 }
 
+fn stop_counting_this_thread() {
+    COUNTED.with(|counted| counted.set(false));
+}
+
 fn record_allocation() {
     if COUNTED.with(Cell::get) {
         ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
@@ -71,11 +75,28 @@ static GLOBAL: CountingAllocator = CountingAllocator;
 /// thread, and tests run in parallel.
 static COUNTING: Mutex<()> = Mutex::new(());
 
-/// Waits until no other test is counting allocations.
-fn lock_counter() -> std::sync::MutexGuard<'static, ()> {
-    COUNTING
+/// A test's hold on the counter: its thread is counted until the hold is dropped, and no
+/// other test counts meanwhile.
+struct Counting {
+    _lock: std::sync::MutexGuard<'static, ()>,
+}
+
+impl Drop for Counting {
+    /// Stops counting this thread before the lock is released, so that what the thread
+    /// does after its test (the harness's bookkeeping, its exit) is not charged to the
+    /// next test.
+    fn drop(&mut self) {
+        stop_counting_this_thread();
+    }
+}
+
+/// Waits until no other test is counting allocations, then counts this thread's.
+fn start_counting() -> Counting {
+    let lock = COUNTING
         .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    count_this_thread();
+    Counting { _lock: lock }
 }
 
 /// Number of allocations made by `f`.
@@ -125,8 +146,7 @@ fn steady_state_allocations(
 
 #[test]
 fn train_step_steady_state_allocates_nothing() {
-    let _counting = lock_counter();
-    count_this_thread();
+    let _counting = start_counting();
     let mut rng = ChaCha8Rng::seed_from_u64(99);
     let rows = 73;
     let x = Matrix::from_fn(rows, 24, |_, _| rng.random_range(-1.0..1.0));
@@ -206,6 +226,10 @@ fn train_step_steady_state_allocates_nothing() {
             }
         })
     });
+    // The workers stay counted until told otherwise, and they allocate while they exit
+    // after the pool drops (crossbeam-epoch seals its last bag of deferred frees), which
+    // could land in the next test's count.
+    pool.broadcast(|_| stop_counting_this_thread());
     assert!(
         count <= SCHEDULER_ALLOCATIONS_ALLOWED,
         "two rayon threads allocated {count} times in {MEASURED_STEPS} steps"
@@ -214,8 +238,7 @@ fn train_step_steady_state_allocates_nothing() {
 
 #[test]
 fn dense_backward_warm_chunks_allocate_nothing() {
-    let _counting = lock_counter();
-    count_this_thread();
+    let _counting = start_counting();
     let mut rng = ChaCha8Rng::seed_from_u64(8);
     // 1100 samples of a 3 → 37 layer span two sample blocks, so the batch runs as two
     // chunks, and the second one writes a partial gradient in the reused workspace.
