@@ -15,40 +15,18 @@ use crate::kernel::{Beta, DOT_ROWS, DOT_RUNS, KernelSet, Post};
 /// the loop nest's micro-kernel is as fast, and its tests cover those depths.
 const DOT_MIN_DEPTH: usize = 16;
 
-/// Line limits of the dot-product path: `(lines, depth)` lets a product with at most
-/// `lines` rows or columns of C take the path when the reduction has at least `depth`
-/// elements. The loop nest would fill at most that many of a tile's rows and pack the
-/// other operand through a transposing copy. The path instead ends each block of 4 × 4
-/// dot products with 16 horizontal sums, which short reductions do not repay.
-type LineLimits = [(usize, usize)];
-
-/// Line limits for kernel sets whose dot blocks add the lanes of their 16 dot products
-/// in one reduction across the vectors (AVX-512, see [`KernelSet::sums_across_vectors`]).
-/// On a Sapphire Rapids-class core, against the loop nest in GFLOP/s: 4×96×96 52 and 41,
-/// 4×64×128 39 and 39; 8×192×192 80 and 68, 5×192×256 56 and 50; 12×256×256 92 and 79,
-/// 9×384×256 77 and 68, 12×784×256 111 and 84. With 16 rows the loop nest's tiles fill
-/// up (16×784×256 112 and 118), and with 10 rows a depth of 128 is too short (63 and 75).
-const ACROSS_VECTORS_LIMITS: &LineLimits = &[(4, 64), (8, 192), (12, 256)];
-
-/// Line limits for kernel sets that sum each dot product on its own (AVX2, portable).
-/// They were timed on AVX-512 before its sums went across vectors, against the loop nest
-/// in GFLOP/s: 4×256×256 66 and 42, 4×128×128 42 and 43, 8×384×384 89 and 81, 6×256×256
-/// 56 and 59, and 15×512×512 95 and 118.
-// NOTE: not timed on the AVX2 path itself. With the AVX-512 limits it ran slower there,
-// and an 8-lane form of `Lane::sums` might let it take them too.
-const EACH_VECTOR_LIMITS: &LineLimits = &[(4, 256), (8, 384)];
-
 /// Returns whether `problem` has few rows or columns of C for its depth (one row or
-/// column from [`DOT_MIN_DEPTH`], more up to the kernel set's line limits) over operands
-/// contiguous along k: A's rows and B's columns each a run of adjacent elements.
+/// column from [`DOT_MIN_DEPTH`], more up to the kernel set's
+/// [`dot_line_limits`](KernelSet::dot_line_limits)) over operands contiguous along k: A's
+/// rows and B's columns each a run of adjacent elements.
+///
+/// The loop nest would fill at most that many of a tile's rows and pack the other operand
+/// through a transposing copy. This path instead ends each block of 4 × 4 dot products
+/// with 16 horizontal sums, which short reductions do not repay.
 pub(crate) fn applies(problem: &Problem, kernels: &KernelSet) -> bool {
     let k = problem.k;
-    let limits = if kernels.sums_across_vectors {
-        ACROSS_VECTORS_LIMITS
-    } else {
-        EACH_VECTOR_LIMITS
-    };
-    let max_lines = limits
+    let max_lines = kernels
+        .dot_line_limits
         .iter()
         .filter(|&&(_, depth)| k >= depth)
         .map(|&(lines, _)| lines)

@@ -204,6 +204,7 @@ mod x86 {
         _mm512_cmp_ps_mask, _mm512_mask_blend_ps, _mm512_shuffle_f32x4, _mm512_shuffle_ps,
         _mm512_sub_ps,
     };
+    use core::arch::x86_64::{_mm256_permute2f128_ps, _mm256_shuffle_ps};
 
     use super::Lane;
 
@@ -261,6 +262,46 @@ mod x86 {
         }
 
         #[inline(always)]
+        fn sums<const N: usize>(v: &[Self; N]) -> [f32; N] {
+            let mut sums = [0.0; N];
+            if N == 4 {
+                let mut lanes = [0.0f32; 8];
+                // SAFETY: `v` has 4 vectors, whose existence proves AVX, and `lanes` has
+                // room for 8 elements.
+                unsafe {
+                    _mm256_storeu_ps(
+                        lanes.as_mut_ptr(),
+                        transposed_sums4_avx(v[0].0, v[1].0, v[2].0, v[3].0),
+                    )
+                };
+                for (index, sum) in sums.iter_mut().enumerate() {
+                    *sum = lanes[4 * (index % 2) + index / 2];
+                }
+                return sums;
+            }
+            if !N.is_multiple_of(8) {
+                for (sum, vector) in sums.iter_mut().zip(v) {
+                    *sum = vector.sum();
+                }
+                return sums;
+            }
+            for first in (0..N).step_by(8) {
+                let mut registers = [v[first].0; 8];
+                for (offset, register) in registers.iter_mut().enumerate() {
+                    *register = v[first + offset].0;
+                }
+                let mut lanes = [0.0f32; 8];
+                // SAFETY: `v` has at least 8 vectors, whose existence proves AVX, and
+                // `lanes` has room for 8 elements.
+                unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), transposed_sums8(&registers)) };
+                for offset in 0..8 {
+                    sums[first + offset] = lanes[4 * (offset % 2) + offset / 2];
+                }
+            }
+            sums
+        }
+
+        #[inline(always)]
         fn mul_add(self, b: Self, c: Self) -> Self {
             // SAFETY: `self` exists, so a constructor ran under the promise of AVX2 and FMA.
             Self(unsafe { _mm256_fmadd_ps(self.0, b.0, c.0) })
@@ -291,6 +332,102 @@ mod x86 {
                 let positive = _mm256_cmp_ps::<_CMP_GT_OQ>(self.0, _mm256_setzero_ps());
                 Self(_mm256_blendv_ps(otherwise.0, if_positive.0, positive))
             }
+        }
+    }
+
+    /// Adds the elements of 8 vectors of 8 in three rounds that halve the partial sums of
+    /// every vector, with 14 shuffles and 7 adds in all. Every vector's elements are added
+    /// in the same tree: element `l` with `l + 4`, then those partials `k` with `k + 2`,
+    /// then the last two. Lane `4c + j` of the result is the sum of vector `2j + c`.
+    ///
+    /// # Safety
+    ///
+    /// The CPU supports AVX.
+    #[inline(always)]
+    unsafe fn transposed_sums8(v: &[__m256; 8]) -> __m256 {
+        // SAFETY: the caller guarantees AVX.
+        unsafe {
+            // Round 1: 128-bit halves. The low half of `halves[i]` contains the 4 partials
+            // of v[2i], the high half those of v[2i + 1].
+            let mut halves = [v[0]; 4];
+            for i in 0..4 {
+                halves[i] = add_halves(v[2 * i], v[2 * i + 1]);
+            }
+            // Round 2: half c of `quarters[i]` contains two partials of v[4i + c], then
+            // two of v[4i + 2 + c].
+            let quarters = [
+                add_pairs_of_lanes(halves[0], halves[1]),
+                add_pairs_of_lanes(halves[2], halves[3]),
+            ];
+            // Round 3: lane j of half c contains the sum of v[2j + c].
+            add_adjacent_lanes(quarters[0], quarters[1])
+        }
+    }
+
+    /// Adds the elements of 4 vectors in the tree of [`transposed_sums8`], so a vector's
+    /// sum does not depend on which of the two functions adds it. Lane `4c + j` of the
+    /// result, for `j < 2`, is the sum of vector `2j + c`.
+    ///
+    /// # Safety
+    ///
+    /// The CPU supports AVX.
+    #[inline(always)]
+    unsafe fn transposed_sums4_avx(v0: __m256, v1: __m256, v2: __m256, v3: __m256) -> __m256 {
+        // SAFETY: the caller guarantees AVX.
+        unsafe {
+            let quarters = add_pairs_of_lanes(add_halves(v0, v1), add_halves(v2, v3));
+            add_adjacent_lanes(quarters, quarters)
+        }
+    }
+
+    /// Returns the low 128-bit halves of `a` and `b` plus their high halves: `a`'s four
+    /// partial sums in the low half, `b`'s in the high half.
+    ///
+    /// # Safety
+    ///
+    /// The CPU supports AVX.
+    #[inline(always)]
+    unsafe fn add_halves(a: __m256, b: __m256) -> __m256 {
+        // SAFETY: the caller guarantees AVX.
+        unsafe {
+            _mm256_add_ps(
+                _mm256_permute2f128_ps::<0x20>(a, b),
+                _mm256_permute2f128_ps::<0x31>(a, b),
+            )
+        }
+    }
+
+    /// Returns, within each 128-bit half, elements 0 and 1 of `a` and of `b` plus elements
+    /// 2 and 3: element `k` added to element `k + 2`, `a`'s first.
+    ///
+    /// # Safety
+    ///
+    /// The CPU supports AVX.
+    #[inline(always)]
+    unsafe fn add_pairs_of_lanes(a: __m256, b: __m256) -> __m256 {
+        // SAFETY: the caller guarantees AVX.
+        unsafe {
+            _mm256_add_ps(
+                _mm256_shuffle_ps::<0b01_00_01_00>(a, b),
+                _mm256_shuffle_ps::<0b11_10_11_10>(a, b),
+            )
+        }
+    }
+
+    /// Returns, within each 128-bit half, elements 0 and 2 of `a` and of `b` plus elements
+    /// 1 and 3: adjacent pairs added, `a`'s first.
+    ///
+    /// # Safety
+    ///
+    /// The CPU supports AVX.
+    #[inline(always)]
+    unsafe fn add_adjacent_lanes(a: __m256, b: __m256) -> __m256 {
+        // SAFETY: the caller guarantees AVX.
+        unsafe {
+            _mm256_add_ps(
+                _mm256_shuffle_ps::<EVEN>(a, b),
+                _mm256_shuffle_ps::<ODD>(a, b),
+            )
         }
     }
 

@@ -55,10 +55,10 @@ pub(crate) struct KernelSet {
     /// Whether packing may transpose 8 × 8 blocks with AVX, which every CPU of this path
     /// has. Without it, packing transposes 4 × 4 blocks with SSE.
     pub avx_transpose: bool,
-    /// Whether [`dot_block`](KernelSet::dot_block) adds the lanes of its dot products in
-    /// one reduction across the vectors (see `Lane::sums`) rather than each on its own,
-    /// which makes short dot products cheaper.
-    pub sums_across_vectors: bool,
+    /// When the dot-product path (`gemm::dot`) takes a product: `(lines, depth)` lets a
+    /// product with at most `lines` rows or columns of C take it when the reduction has
+    /// at least `depth` elements. Timed against the loop nest for each path.
+    pub dot_line_limits: &'static [(usize, usize)],
     /// Kernels for B micro-panels with unit column stride, by `[vectors - 1][cols - 1]`.
     unit_b_tiles: &'static [&'static [TileFn]],
     /// Kernels for B micro-panels with any column stride.
@@ -196,6 +196,32 @@ impl KernelSet {
     }
 }
 
+/// Dot-path line limits (see [`KernelSet::dot_line_limits`]) of the portable path, which
+/// sums each dot product on its own. They were timed on AVX-512 lanes before those summed
+/// across vectors, against the loop nest in GFLOP/s: 4×256×256 66 and 42, 4×128×128 42
+/// and 43, 8×384×384 89 and 81, 6×256×256 56 and 59, and 15×512×512 95 and 118.
+// NOTE: not timed on the portable path itself.
+const PORTABLE_DOT_LIMITS: &[(usize, usize)] = &[(4, 256), (8, 384)];
+
+/// Dot-path line limits of AVX2, whose blocks sum 8 dot products at a time across the
+/// vectors. On a Sapphire Rapids-class core forced to AVX2, against the loop nest in
+/// GFLOP/s: 4×192×192 46 and 40, 4×128×128 38 and 39; 8×384×384 56 and 50, 8×256×256 60
+/// and 64; 12×256×256 51 and 71. With 12 rows at depths of 512 and 784 the two were
+/// level within the noise of the runs (59 to 70 against 64 to 71), so 12 rows stay on
+/// the loop nest. The 16 accumulators of a block fill the 16 YMM registers, so the path
+/// needs longer reductions than on AVX-512.
+#[cfg(target_arch = "x86_64")]
+const AVX2_DOT_LIMITS: &[(usize, usize)] = &[(4, 192), (8, 384)];
+
+/// Dot-path line limits of AVX-512, whose blocks sum all 16 dot products in one reduction
+/// across the vectors. On a Sapphire Rapids-class core, against the loop nest in GFLOP/s:
+/// 4×96×96 52 and 41, 4×64×128 39 and 39; 8×192×192 80 and 68, 5×192×256 56 and 50;
+/// 12×256×256 92 and 79, 9×384×256 77 and 68, 12×784×256 111 and 84. With 16 rows the
+/// loop nest's tiles fill up (16×784×256 112 and 118), and with 10 rows a depth of 128 is
+/// too short (63 and 75).
+#[cfg(target_arch = "x86_64")]
+const AVX512_DOT_LIMITS: &[(usize, usize)] = &[(4, 64), (8, 192), (12, 256)];
+
 /// Portable: `8 × 6` tiles of `wide` lanes, 6 accumulators of two SSE registers each on a
 /// default x86-64 build, which leaves room for the A column and a broadcast in 16
 /// registers.
@@ -204,7 +230,7 @@ static PORTABLE: KernelSet = KernelSet {
     max_vectors: 1,
     nr: 6,
     avx_transpose: false,
-    sums_across_vectors: false,
+    dot_line_limits: PORTABLE_DOT_LIMITS,
     unit_b_tiles: tile_table!(portable_tile; true; [1]; [1, 2, 3, 4, 5, 6]),
     strided_b_tiles: tile_table!(portable_tile; false; [1]; [1, 2, 3, 4, 5, 6]),
     dots: portable_dots,
@@ -264,7 +290,7 @@ static AVX2: KernelSet = KernelSet {
     max_vectors: 2,
     nr: 6,
     avx_transpose: true,
-    sums_across_vectors: false,
+    dot_line_limits: AVX2_DOT_LIMITS,
     unit_b_tiles: tile_table!(avx2_tile; true; [1, 2]; [1, 2, 3, 4, 5, 6]),
     strided_b_tiles: tile_table!(avx2_tile; false; [1, 2]; [1, 2, 3, 4, 5, 6]),
     dots: avx2_dots,
@@ -336,7 +362,7 @@ static AVX512: KernelSet = KernelSet {
     max_vectors: 4,
     nr: 6,
     avx_transpose: true,
-    sums_across_vectors: true,
+    dot_line_limits: AVX512_DOT_LIMITS,
     unit_b_tiles: tile_table!(avx512_tile; true; [1, 2, 3, 4]; [1, 2, 3, 4, 5, 6]),
     strided_b_tiles: tile_table!(avx512_tile; false; [1, 2, 3, 4]; [1, 2, 3, 4, 5, 6]),
     dots: avx512_dots,
@@ -353,7 +379,7 @@ static AVX512_WIDE: KernelSet = KernelSet {
     max_vectors: 3,
     nr: 8,
     avx_transpose: true,
-    sums_across_vectors: true,
+    dot_line_limits: AVX512_DOT_LIMITS,
     unit_b_tiles: tile_table!(avx512_tile; true; [1, 2, 3]; [1, 2, 3, 4, 5, 6, 7, 8]),
     strided_b_tiles: tile_table!(avx512_tile; false; [1, 2, 3]; [1, 2, 3, 4, 5, 6, 7, 8]),
     dots: avx512_dots,
@@ -371,7 +397,7 @@ static AVX512_WIDER: KernelSet = KernelSet {
     max_vectors: 2,
     nr: 12,
     avx_transpose: true,
-    sums_across_vectors: true,
+    dot_line_limits: AVX512_DOT_LIMITS,
     unit_b_tiles: tile_table!(avx512_tile; true; [1, 2]; [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]),
     strided_b_tiles: tile_table!(avx512_tile; false; [1, 2]; [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]),
     dots: avx512_dots,
