@@ -134,9 +134,10 @@ impl Dense {
         &mut self.bias
     }
 
-    /// Returns the weights and the bias, mutably at the same time, for code that changes
-    /// both, such as a hand-written update rule. The weights are row-major like
-    /// [`Dense::weights`].
+    /// Returns the weights and the bias, mutably at the same time, for code that sets or
+    /// changes both. The weights are row-major like [`Dense::weights`]. Values are not
+    /// checked: see [`Sequential::parameters_mut`](super::Sequential::parameters_mut) for
+    /// what a NaN does and how optimiser state carries over.
     ///
     /// ```
     /// use densegrad::Activation;

@@ -144,9 +144,18 @@ impl Sequential {
     }
 
     /// Returns the weights and bias of each layer, first to last, mutably, to set or
-    /// change parameters by hand (pruning, scaling, an update rule of your own). The
-    /// shapes stay fixed, so the network remains valid; [`Sequential::layers`] reads
-    /// them. The optimiser keeps its state for each layer.
+    /// change parameters by hand: pruning, scaling, copying from another network. The
+    /// shapes stay fixed; [`Sequential::layers`] reads the values back.
+    ///
+    /// The values are not checked. A NaN written here reaches the output, or nothing at
+    /// all behind a ReLU, which maps NaN to 0. An optimiser with state ([`Sgd`] with
+    /// momentum, [`Adam`]) applies its old velocity or moments to the changed values on
+    /// its next step. Create a new one to start afresh. For an update rule of your own,
+    /// implement [`Optimizer`], which [`Sequential::train_step`] calls with each tensor
+    /// and its gradient.
+    ///
+    /// [`Sgd`]: super::Sgd
+    /// [`Adam`]: super::Adam
     ///
     /// ```
     /// use densegrad::Activation;
