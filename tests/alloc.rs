@@ -226,9 +226,9 @@ fn train_step_steady_state_allocates_nothing() {
             }
         })
     });
-    // The workers stay counted until told otherwise, and they allocate while they exit
-    // after the pool drops (crossbeam-epoch seals its last bag of deferred frees), which
-    // could land in the next test's count.
+    // The workers stay counted until they are unmarked, and each one allocates as it exits
+    // after the pool drops: crossbeam-epoch 0.9 pushes the thread's last bag of deferred
+    // frees onto a global queue, one new node. That could land in the next test's count.
     pool.broadcast(|_| stop_counting_this_thread());
     assert!(
         count <= SCHEDULER_ALLOCATIONS_ALLOWED,
