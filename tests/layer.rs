@@ -1012,3 +1012,159 @@ fn parameters_mut_sets_every_layer() {
         .to_matrix();
     assert_eq!(output.as_slice(), &expected[..]);
 }
+
+fn gradients(net: &Sequential) -> Vec<Vec<f32>> {
+    net.layers()
+        .iter()
+        .flat_map(|layer| {
+            [
+                layer.grad_weights().to_matrix().into_vec(),
+                layer.grad_bias().to_vec(),
+            ]
+        })
+        .collect()
+}
+
+#[test]
+fn compute_then_apply_equals_train_step() {
+    let mut rng = ChaCha8Rng::seed_from_u64(21);
+    let x = random_matrix(&mut rng, 12, 5);
+    let classes: Vec<usize> = (0..12).map(|_| rng.random_range(0..3)).collect();
+    let targets = Targets::Classes(&classes);
+
+    let optimizers: [fn() -> Box<dyn Optimizer>; 2] = [
+        || Box::new(Sgd::new(0.1).with_momentum(0.9).with_weight_decay(1e-3)),
+        || Box::new(Adam::new(0.01)),
+    ];
+    for make_optimizer in optimizers {
+        let mut stepped = network(&[5, 7, 3], Activation::Relu, Loss::SoftmaxCrossEntropy, 4);
+        let mut split = stepped.clone();
+        let (mut first, mut second) = (make_optimizer(), make_optimizer());
+        for _ in 0..5 {
+            let loss = stepped
+                .train_step(x.as_ref(), targets, first.as_mut())
+                .unwrap();
+            let split_loss = split.compute_gradients(x.as_ref(), targets).unwrap();
+            assert_eq!(split_loss.to_bits(), loss.to_bits());
+            assert_eq!(gradients(&split), gradients(&stepped));
+
+            split.apply_gradients(second.as_mut()).unwrap();
+            assert_eq!(parameters(&split), parameters(&stepped));
+        }
+    }
+}
+
+#[test]
+fn compute_gradients_changes_no_parameter() {
+    let mut rng = ChaCha8Rng::seed_from_u64(22);
+    let x = random_matrix(&mut rng, 6, 4);
+    let y = random_matrix(&mut rng, 6, 2);
+    let mut net = network(&[4, 5, 2], Activation::Tanh, Loss::MeanSquaredError, 6);
+    let before = parameters(&net);
+
+    net.compute_gradients(x.as_ref(), Targets::Dense(y.as_ref()))
+        .unwrap();
+    assert_eq!(parameters(&net), before);
+    assert!(gradients(&net).iter().flatten().any(|&g| g != 0.0));
+
+    // Bad targets: an error, and the gradients of the last call stay.
+    let computed = gradients(&net);
+    let short = y.as_ref().submatrix(0, 0, 5, 2).unwrap();
+    let err = net
+        .compute_gradients(x.as_ref(), Targets::Dense(short))
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::ShapeMismatch {
+                operand: "targets",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(gradients(&net), computed);
+    assert_eq!(parameters(&net), before);
+}
+
+#[test]
+fn gradients_mut_adds_half_batches() {
+    // The mean loss of 8 rows has the mean of the two half batches' gradients, up to
+    // rounding. Written back, that mean drives one plain SGD update.
+    let mut rng = ChaCha8Rng::seed_from_u64(23);
+    let x = random_matrix(&mut rng, 8, 3);
+    let y = random_matrix(&mut rng, 8, 2);
+    let mut net = network(&[3, 4, 2], Activation::Sigmoid, Loss::MeanSquaredError, 8);
+    let half = |rows: std::ops::Range<usize>| {
+        (
+            x.as_ref().submatrix(rows.start, 0, 4, 3).unwrap(),
+            Targets::Dense(y.as_ref().submatrix(rows.start, 0, 4, 2).unwrap()),
+        )
+    };
+
+    net.compute_gradients(x.as_ref(), Targets::Dense(y.as_ref()))
+        .unwrap();
+    let whole = gradients(&net);
+    let (x0, t0) = half(0..4);
+    net.compute_gradients(x0, t0).unwrap();
+    let first = gradients(&net);
+    let (x1, t1) = half(4..8);
+    net.compute_gradients(x1, t1).unwrap();
+
+    for ((grad_weights, grad_bias), (first_weights, first_bias)) in net
+        .gradients_mut()
+        .zip(first.chunks(2).map(|c| (&c[0], &c[1])))
+    {
+        let grad_weights = grad_weights.into_mut_slice().unwrap();
+        for (g, f) in grad_weights.iter_mut().zip(first_weights) {
+            *g = 0.5 * (*g + f);
+        }
+        for (g, f) in grad_bias.iter_mut().zip(first_bias) {
+            *g = 0.5 * (*g + f);
+        }
+    }
+    let mean = gradients(&net);
+    for (m, w) in mean.iter().flatten().zip(whole.iter().flatten()) {
+        assert!((m - w).abs() <= 1e-6 * (1.0 + w.abs()), "{m} against {w}");
+    }
+
+    let before = parameters(&net);
+    net.apply_gradients(&mut Sgd::new(0.5)).unwrap();
+    for ((p, b), g) in parameters(&net)
+        .iter()
+        .flatten()
+        .zip(before.iter().flatten())
+        .zip(mean.iter().flatten())
+    {
+        assert!(
+            (p - (b - 0.5 * g)).abs() <= 1e-6,
+            "{p} against {b} − 0.5·{g}"
+        );
+    }
+}
+
+#[test]
+fn apply_gradients_other_network_optimizer_unchanged() {
+    let x = MatRef::from_slice(&[0.1f32, 0.2], 1, 2).unwrap();
+    let y = MatRef::from_slice(&[0.5f32], 1, 1).unwrap();
+    let mut first = network(&[2, 3, 1], Activation::Relu, Loss::MeanSquaredError, 1);
+    let mut second = network(&[2, 4, 1], Activation::Relu, Loss::MeanSquaredError, 2);
+    let mut adam = Adam::new(0.01);
+    first.train_step(x, Targets::Dense(y), &mut adam).unwrap();
+
+    second.compute_gradients(x, Targets::Dense(y)).unwrap();
+    let before = parameters(&second);
+    let err = second.apply_gradients(&mut adam).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::InvalidArgument {
+                operand: "params",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(parameters(&second), before);
+    assert_eq!(adam.steps(), 1);
+}

@@ -13,11 +13,12 @@ use crate::parallel::Parallelism;
 
 /// A rule that updates parameters from their gradients, one training step at a time.
 ///
-/// [`Sequential::train_step`](super::Sequential::train_step) calls
+/// [`Sequential::train_step`](super::Sequential::train_step) and
+/// [`Sequential::apply_gradients`](super::Sequential::apply_gradients) call
 /// [`check_tensor`](Optimizer::check_tensor) for every parameter tensor and
-/// [`begin_step`](Optimizer::begin_step) once before it changes anything, then
+/// [`begin_step`](Optimizer::begin_step) once before they change anything, then
 /// [`update_with`](Optimizer::update_with) once per tensor, with the network's
-/// parallelism. It numbers the tensors `2·l` (the weights of layer `l`) and `2·l + 1` (its
+/// parallelism. They number the tensors `2·l` (the weights of layer `l`) and `2·l + 1` (its
 /// bias), so an optimiser that keeps state per tensor serves one network.
 ///
 /// An implementation that keeps state such as momentum should pass it through

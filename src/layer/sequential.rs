@@ -262,37 +262,110 @@ impl Sequential {
         targets: Targets<'_>,
         optimizer: &mut O,
     ) -> Result<f32, Error> {
-        let m = x.rows();
-        check_not_empty(x)?;
-        self.check_input(x)?;
-        check_targets(self.loss, targets, m, self.n_out())?;
-
-        self.workspace.reserve(&self.layers, m);
-        self.forward_rows(x, true)?;
-        let (logits, delta) = self.workspace.logits_and_delta(m);
-        let loss = loss_and_delta(self.loss, logits, targets, delta)?;
+        let loss = self.forward_loss(x, targets)?;
 
         // Every check has passed once the optimiser accepts its hyperparameters and every
         // tensor, so from here on nothing fails and the step changes the gradients, the
         // parameters and the optimiser's state together.
-        for (l, layer) in self.layers.iter().enumerate() {
-            optimizer.check_tensor(2 * l, layer.weights.as_slice().len())?;
-            optimizer.check_tensor(2 * l + 1, layer.bias.len())?;
-        }
-        optimizer.begin_step()?;
+        self.begin_update(optimizer)?;
         self.backward(x)?;
-
-        let par = self.parallelism;
-        for (l, layer) in self.layers.iter_mut().enumerate() {
-            optimizer.update_with(
-                2 * l,
-                layer.weights.as_mut_slice(),
-                layer.grad_weights.as_slice(),
-                par,
-            )?;
-            optimizer.update_with(2 * l + 1, &mut layer.bias, &layer.grad_bias, par)?;
-        }
+        self.update(optimizer)?;
         Ok(loss)
+    }
+
+    /// Computes the gradients of the batch's mean loss, as [`train_step`](Sequential::train_step)
+    /// does, without changing any parameter, and returns that loss. Each layer's
+    /// [`grad_weights`](Dense::grad_weights) and [`grad_bias`](Dense::grad_bias) then
+    /// contain this batch's gradients, which [`gradients_mut`](Sequential::gradients_mut)
+    /// can change (to clip them, or to add those of several batches) before
+    /// [`apply_gradients`](Sequential::apply_gradients) updates the parameters.
+    ///
+    /// `compute_gradients` followed by `apply_gradients` gives the same parameters, bit for
+    /// bit, as one `train_step`.
+    ///
+    /// ```
+    /// use densegrad::layer::{Dense, Init, Loss, Sequential, Sgd, Targets};
+    /// use densegrad::{Activation, MatRef};
+    /// use densegrad::rand::SeedableRng;
+    /// use densegrad::rand_chacha::ChaCha8Rng;
+    ///
+    /// let mut rng = ChaCha8Rng::seed_from_u64(3);
+    /// let mut net = Sequential::new(
+    ///     vec![
+    ///         Dense::new(2, 8, Activation::Tanh, Init::XavierUniform, &mut rng)?,
+    ///         Dense::new(8, 1, Activation::Identity, Init::XavierUniform, &mut rng)?,
+    ///     ],
+    ///     Loss::MeanSquaredError,
+    /// )?;
+    /// let x = MatRef::from_slice(&[0.0, 1.0, 1.0, 0.0, 1.0, 1.0], 3, 2)?;
+    /// let y = MatRef::from_slice(&[1.0, 1.0, 0.0], 3, 1)?;
+    /// let mut sgd = Sgd::new(0.1);
+    ///
+    /// // Clip the gradients to a global norm of at most 1 before each update.
+    /// for _ in 0..100 {
+    ///     net.compute_gradients(x, Targets::Dense(y))?;
+    ///     let norm = net
+    ///         .layers()
+    ///         .iter()
+    ///         .flat_map(|layer| {
+    ///             let weights = layer.grad_weights().as_slice().unwrap_or_default();
+    ///             weights.iter().chain(layer.grad_bias())
+    ///         })
+    ///         .map(|g| g * g)
+    ///         .sum::<f32>()
+    ///         .sqrt();
+    ///     if norm > 1.0 {
+    ///         for (grad_weights, grad_bias) in net.gradients_mut() {
+    ///             let grad_weights = grad_weights.into_mut_slice().unwrap_or_default();
+    ///             for g in grad_weights.iter_mut().chain(grad_bias) {
+    ///                 *g /= norm;
+    ///             }
+    ///         }
+    ///     }
+    ///     net.apply_gradients(&mut sgd)?;
+    /// }
+    /// let (loss, _) = net.evaluate(x, Targets::Dense(y))?;
+    /// assert!(loss < 0.05);
+    /// # Ok::<(), densegrad::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// The errors of [`train_step`](Sequential::train_step) that concern `x` and
+    /// `targets`. The parameters and the gradients are then unchanged.
+    pub fn compute_gradients(&mut self, x: MatRef<'_>, targets: Targets<'_>) -> Result<f32, Error> {
+        let loss = self.forward_loss(x, targets)?;
+        self.backward(x)?;
+        Ok(loss)
+    }
+
+    /// Updates every parameter by `optimizer` from the gradients that each layer contains:
+    /// those of the last [`compute_gradients`](Sequential::compute_gradients) or
+    /// [`train_step`](Sequential::train_step), as [`gradients_mut`](Sequential::gradients_mut)
+    /// may have changed them. A network that has not computed any has zero gradients.
+    ///
+    /// # Errors
+    ///
+    /// The optimiser's errors, as for [`train_step`](Sequential::train_step); the
+    /// parameters and the optimiser's state are then unchanged.
+    pub fn apply_gradients<O: Optimizer + ?Sized>(
+        &mut self,
+        optimizer: &mut O,
+    ) -> Result<(), Error> {
+        self.begin_update(optimizer)?;
+        self.update(optimizer)
+    }
+
+    /// Returns each layer's weight and bias gradients, first to last, mutably, to change
+    /// them between [`compute_gradients`](Sequential::compute_gradients) and
+    /// [`apply_gradients`](Sequential::apply_gradients): clipping, scaling, or adding the
+    /// gradients of several batches. The weight gradients are row-major like the weights.
+    pub fn gradients_mut(
+        &mut self,
+    ) -> impl DoubleEndedIterator<Item = (MatMut<'_>, &mut [f32])> + ExactSizeIterator {
+        self.layers
+            .iter_mut()
+            .map(|layer| (layer.grad_weights.as_mut(), layer.grad_bias.as_mut_slice()))
     }
 
     /// Returns the predicted class of each row of `x`: the output with the largest value,
@@ -428,6 +501,47 @@ impl Sequential {
     }
 
     /// Checks the width of `x` and that every value is finite.
+    /// Checks the batch and its targets, runs the forward pass that keeps every layer's
+    /// output, and writes the loss gradient for the backward pass. Returns the mean loss.
+    fn forward_loss(&mut self, x: MatRef<'_>, targets: Targets<'_>) -> Result<f32, Error> {
+        let m = x.rows();
+        check_not_empty(x)?;
+        self.check_input(x)?;
+        check_targets(self.loss, targets, m, self.n_out())?;
+
+        self.workspace.reserve(&self.layers, m);
+        self.forward_rows(x, true)?;
+        let (logits, delta) = self.workspace.logits_and_delta(m);
+        loss_and_delta(self.loss, logits, targets, delta)
+    }
+
+    /// Checks every parameter tensor against `optimizer` and starts its step. The updates
+    /// that follow can then fail only with a custom optimiser whose update rejects a
+    /// tensor that its check accepted.
+    fn begin_update<O: Optimizer + ?Sized>(&self, optimizer: &mut O) -> Result<(), Error> {
+        for (l, layer) in self.layers.iter().enumerate() {
+            optimizer.check_tensor(2 * l, layer.weights.as_slice().len())?;
+            optimizer.check_tensor(2 * l + 1, layer.bias.len())?;
+        }
+        optimizer.begin_step()
+    }
+
+    /// Updates every parameter tensor from its gradient, tensor `2·l` the weights of
+    /// layer `l` and `2·l + 1` its bias.
+    fn update<O: Optimizer + ?Sized>(&mut self, optimizer: &mut O) -> Result<(), Error> {
+        let par = self.parallelism;
+        for (l, layer) in self.layers.iter_mut().enumerate() {
+            optimizer.update_with(
+                2 * l,
+                layer.weights.as_mut_slice(),
+                layer.grad_weights.as_slice(),
+                par,
+            )?;
+            optimizer.update_with(2 * l + 1, &mut layer.bias, &layer.grad_bias, par)?;
+        }
+        Ok(())
+    }
+
     fn check_input(&self, x: MatRef<'_>) -> Result<(), Error> {
         Error::check_shape("x", Shape::new(x.rows(), self.n_in()), x.shape())?;
         check_values(x, "x", Range::Finite)
