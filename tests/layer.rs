@@ -1168,3 +1168,35 @@ fn apply_gradients_other_network_optimizer_unchanged() {
     assert_eq!(parameters(&second), before);
     assert_eq!(adam.steps(), 1);
 }
+
+#[test]
+fn load_safetensors_zeroes_gradients() {
+    let mut rng = ChaCha8Rng::seed_from_u64(24);
+    let x = random_matrix(&mut rng, 5, 3);
+    let y = random_matrix(&mut rng, 5, 2);
+    let mut net = network(&[3, 4, 2], Activation::Relu, Loss::MeanSquaredError, 9);
+    let saved = net.to_safetensors().unwrap();
+    let saved_parameters = parameters(&net);
+
+    net.train_step(x.as_ref(), Targets::Dense(y.as_ref()), &mut Sgd::new(0.1))
+        .unwrap();
+    assert!(gradients(&net).iter().flatten().any(|&g| g != 0.0));
+    net.load_safetensors(&saved).unwrap();
+
+    assert_eq!(parameters(&net), saved_parameters);
+    assert!(gradients(&net).iter().flatten().all(|&g| g == 0.0));
+}
+
+#[test]
+fn sequential_eq_ignores_forward_buffers() {
+    let mut rng = ChaCha8Rng::seed_from_u64(25);
+    let x = random_matrix(&mut rng, 4, 3);
+    let mut first = network(&[3, 4, 2], Activation::Tanh, Loss::MeanSquaredError, 10);
+    let second = first.clone();
+
+    first.forward(x.as_ref()).unwrap();
+    assert_eq!(first, second);
+
+    first.parameters_mut().next().unwrap().1[0] += 1.0;
+    assert_ne!(first, second);
+}

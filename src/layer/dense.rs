@@ -10,9 +10,11 @@ use crate::matrix::{MatMut, MatRef, Matrix};
 
 /// A dense (fully connected) layer `a = f(W·x + b)` with its parameter gradients.
 ///
-/// The weights are `n_out × n_in`, PyTorch's `Linear` layout. The gradients hold the result
-/// of the last [`Sequential::train_step`](super::Sequential::train_step), and are zero before
-/// the first.
+/// The weights are `n_out × n_in`, PyTorch's `Linear` layout. The gradients are those of the
+/// last [`Sequential::train_step`](super::Sequential::train_step) or
+/// [`Sequential::compute_gradients`](super::Sequential::compute_gradients), as
+/// [`Sequential::gradients_mut`](super::Sequential::gradients_mut) may have changed them. They
+/// are zero before the first, and after parameters are loaded from safetensors.
 ///
 /// ```
 /// use densegrad::Activation;
@@ -157,13 +159,13 @@ impl Dense {
         (self.weights.as_mut(), &mut self.bias)
     }
 
-    /// `∂C/∂W` of the last training step, `n_out × n_in`, row-major like
+    /// `∂C/∂W` of the last computed batch, `n_out × n_in`, row-major like
     /// [`Dense::weights`].
     pub fn grad_weights(&self) -> MatRef<'_> {
         self.grad_weights.as_ref()
     }
 
-    /// `∂C/∂b` of the last training step, one element per neuron.
+    /// `∂C/∂b` of the last computed batch, one element per neuron.
     pub fn grad_bias(&self) -> &[f32] {
         &self.grad_bias
     }

@@ -133,7 +133,8 @@ impl Sequential {
 
     /// Replaces the parameters with those in safetensors `bytes`, which must hold exactly
     /// the tensors `layers.{i}.weight` (`n_out × n_in`) and `layers.{i}.bias` (`n_out`) of
-    /// this network, as `f32`. Every tensor is checked before any parameter changes.
+    /// this network, as `f32`. Every tensor is checked before any parameter changes. The
+    /// gradients are set to zero, since they belonged to the parameters replaced.
     ///
     /// # Errors
     ///
@@ -184,6 +185,8 @@ impl Sequential {
             let layer = &mut self.layers_mut()[l];
             copy_le_bytes(pair[0].data(), layer.weights.as_mut_slice());
             copy_le_bytes(pair[1].data(), &mut layer.bias);
+            layer.grad_weights.as_mut_slice().fill(0.0);
+            layer.grad_bias.fill(0.0);
         }
         Ok(())
     }

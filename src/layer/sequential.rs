@@ -49,12 +49,23 @@ const DEFAULT_CHUNK_ROWS: usize = 256;
 /// assert_eq!(accuracy, 1.0);
 /// # Ok::<(), densegrad::Error>(())
 /// ```
-#[derive(Clone, Debug, PartialEq)]
+///
+/// Two networks are equal (`==`) when their layers (parameters, activations and
+/// gradients), loss and parallelism are. The buffers of the last forward pass do not count.
+#[derive(Clone, Debug)]
 pub struct Sequential {
     layers: Vec<Dense>,
     loss: Loss,
     parallelism: Parallelism,
     workspace: Workspace,
+}
+
+impl PartialEq for Sequential {
+    fn eq(&self, other: &Self) -> bool {
+        self.layers == other.layers
+            && self.loss == other.loss
+            && self.parallelism == other.parallelism
+    }
 }
 
 impl Sequential {
@@ -250,12 +261,14 @@ impl Sequential {
     ///   `[0, 1]`.
     /// - [`Error::InvalidArgument`] naming `targets` for class indices with a loss other
     ///   than softmax cross-entropy.
-    /// - [`Error::InvalidValue`] naming `logits` and the first row whose output-layer logit
-    ///   is not finite, which happens once the parameters have diverged.
+    /// - [`Error::InvalidValue`] naming `logits` (`predictions` for mean squared error)
+    ///   and the first row whose output is not finite, which happens once the parameters
+    ///   have diverged.
     /// - [`Error::InvalidArgument`] from `optimizer` for a hyperparameter out of range, or
     ///   naming `params` when a tensor's length differs from the state the optimiser
-    ///   keeps for it, as after updating another network. Another network whose tensors
-    ///   have the same lengths goes undetected and shares the state.
+    ///   keeps for it, as after updating another network. Another network goes undetected
+    ///   when its tensors have the same lengths, or when it has more layers after ones of
+    ///   the same lengths: it shares the state, and its extra tensors get new state.
     pub fn train_step<O: Optimizer + ?Sized>(
         &mut self,
         x: MatRef<'_>,
@@ -281,7 +294,10 @@ impl Sequential {
     /// [`apply_gradients`](Sequential::apply_gradients) updates the parameters.
     ///
     /// `compute_gradients` followed by `apply_gradients` gives the same parameters, bit for
-    /// bit, as one `train_step`.
+    /// bit, as one `train_step`. Each call overwrites the gradients. To add up those of
+    /// several batches, copy each batch's gradients out, weighted by its share of all the
+    /// rows (the loss is a mean over rows), and write the sum back through
+    /// `gradients_mut`.
     ///
     /// ```
     /// use densegrad::layer::{Dense, Init, Loss, Sequential, Sgd, Targets};
@@ -331,8 +347,9 @@ impl Sequential {
     ///
     /// # Errors
     ///
-    /// The errors of [`train_step`](Sequential::train_step) that concern `x` and
-    /// `targets`. The parameters and the gradients are then unchanged.
+    /// The errors of [`train_step`](Sequential::train_step) that concern `x`, `targets`
+    /// and outputs that are not finite. The parameters and the gradients are then
+    /// unchanged.
     pub fn compute_gradients(&mut self, x: MatRef<'_>, targets: Targets<'_>) -> Result<f32, Error> {
         let loss = self.forward_loss(x, targets)?;
         self.backward(x)?;
@@ -360,6 +377,7 @@ impl Sequential {
     /// them between [`compute_gradients`](Sequential::compute_gradients) and
     /// [`apply_gradients`](Sequential::apply_gradients): clipping, scaling, or adding the
     /// gradients of several batches. The weight gradients are row-major like the weights.
+    /// Values are not checked, so a NaN written here reaches the parameters.
     pub fn gradients_mut(
         &mut self,
     ) -> impl DoubleEndedIterator<Item = (MatMut<'_>, &mut [f32])> + ExactSizeIterator {
