@@ -121,6 +121,7 @@ pub(crate) unsafe fn tile_body<
     t: &TileArgs,
     epilogue: &Epilogue,
 ) {
+    let b_col_stride = if UNIT_B_COLS { 1 } else { t.b_col_stride };
     if t.k >= PREFETCH_C_MIN_DEPTH {
         prefetch_c_tile::<L, MV, NR>(t);
     }
@@ -128,22 +129,7 @@ pub(crate) unsafe fn tile_body<
     // SAFETY (all constructors below): the caller guarantees support for `L`.
     let mut acc = [[unsafe { L::zero() }; MV]; NR];
     let mut a = t.a;
-
-    // The start of each column of the B micro-panel, computed once, and each step reads
-    // column j at `columns[j] + p·b_k_stride`. With a strided B, a pointer stepped across
-    // the columns made every broadcast wait on the previous address: a chain of NR adds
-    // per step, which cost 128×128×10 A·Bᵀ (B read in place, 128 elements apart) about 5
-    // cycles per step of 6 FMAs. Wrapping: only the addresses that the steps read need to
-    // lie inside B.
-    let b_col_stride = if UNIT_B_COLS { 1 } else { t.b_col_stride };
-    let mut columns: [*const f32; NR] =
-        core::array::from_fn(|j| t.b.wrapping_offset(j as isize * b_col_stride));
-    if !UNIT_B_COLS {
-        for column in &mut columns {
-            opaque(column);
-        }
-    }
-    let mut b_offset = 0isize;
+    let mut b = t.b;
 
     // Each accumulator still gets its FMAs in the order p = 0, 1, …, k − 1, so the
     // unrolling does not change any result. Wrapping offsets: after the last step the
@@ -157,19 +143,19 @@ pub(crate) unsafe fn tile_body<
                 fma_step::<L, MV, NR>(
                     &mut acc,
                     a.wrapping_offset(u * a_step),
-                    &columns,
-                    b_offset + u * b_step,
+                    b.wrapping_offset(u * b_step),
+                    b_col_stride,
                 )
             };
         }
         a = a.wrapping_offset(K_UNROLL as isize * a_step);
-        b_offset += K_UNROLL as isize * b_step;
+        b = b.wrapping_offset(K_UNROLL as isize * b_step);
     }
     for _ in 0..t.k % K_UNROLL {
         // SAFETY: as above.
-        unsafe { fma_step::<L, MV, NR>(&mut acc, a, &columns, b_offset) };
+        unsafe { fma_step::<L, MV, NR>(&mut acc, a, b, b_col_stride) };
         a = a.wrapping_offset(a_step);
-        b_offset += b_step;
+        b = b.wrapping_offset(b_step);
     }
 
     // SAFETY: the caller's contract on C carries over.
@@ -182,48 +168,25 @@ pub(crate) unsafe fn tile_body<
 /// runs). Four and eight steps were no faster than two, and slower on 64³.
 const K_UNROLL: usize = 2;
 
-/// Hides from the optimiser how `ptr` was computed, so that it stays one register
-/// instead of being derived again from the other columns' pointers. Only the address
-/// passes through the assembly, and the pointer keeps its provenance.
-#[inline(always)]
-fn opaque(ptr: &mut *const f32) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        let mut address = ptr.addr();
-        // SAFETY: the empty assembly reads and writes only the register that contains
-        // `address`, and leaves it unchanged.
-        unsafe {
-            core::arch::asm!(
-                "/* {0} */",
-                inout(reg) address,
-                options(pure, nomem, nostack, preserves_flags)
-            );
-        }
-        *ptr = ptr.with_addr(address);
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = ptr;
-}
-
 /// Adds the outer product of one A micro-panel column and one B micro-panel row to the
-/// accumulators. Element j of the B row is at `columns[j] + b_offset`.
+/// accumulators.
 ///
 /// # Safety
 ///
-/// The CPU supports `L`, and the `MV · WIDTH` elements at `a` and the element at
-/// `columns[j] + b_offset` for every `j < NR` are readable.
+/// The CPU supports `L`, and the `MV · WIDTH` elements at `a` and the `NR` elements
+/// `b_col_stride` apart from `b` are readable.
 #[inline(always)]
 unsafe fn fma_step<L: Lane, const MV: usize, const NR: usize>(
     acc: &mut [[L; MV]; NR],
     a: *const f32,
-    columns: &[*const f32; NR],
-    b_offset: isize,
+    b: *const f32,
+    b_col_stride: isize,
 ) {
     // SAFETY: the caller guarantees that the column is readable.
     let a_col: [L; MV] = core::array::from_fn(|v| unsafe { L::load(a.add(v * L::WIDTH)) });
-    for (acc_col, column) in acc.iter_mut().zip(columns) {
+    for (j, acc_col) in acc.iter_mut().enumerate() {
         // SAFETY: the caller guarantees that the row is readable.
-        let b_pj = unsafe { L::splat(*column.wrapping_offset(b_offset)) };
+        let b_pj = unsafe { L::splat(*b.offset(j as isize * b_col_stride)) };
         for (acc_v, a_v) in acc_col.iter_mut().zip(a_col) {
             *acc_v = a_v.mul_add(b_pj, *acc_v);
         }
