@@ -500,13 +500,16 @@ fn dot_path_few_rows_or_columns() {
     // A few rows or columns of C take the dot-product path in blocks of 4 × 4, the last
     // block repeating a row or column. On AVX-512 that is up to 4 of them from a depth of
     // 64, 8 from 192 and 12 from 256, on AVX2 4 from 192 and 8 from 384, on the portable
-    // path 4 from 256 and 8 from 384. The shapes lie at, past and just below each of those
-    // limits, in lines and in depth.
+    // path 4 from 128. The shapes lie at, past and just below each of those limits, in
+    // lines and in depth.
     let mut rng = Rng(0x5eed_0000_0000_0d08);
     let shapes = [
         (4, 63, 9),
         (3, 64, 5),
         (4, 65, 7),
+        (4, 127, 9),
+        (4, 128, 6),
+        (5, 128, 8),
         (5, 191, 9),
         (4, 191, 11),
         (3, 192, 10),

@@ -197,11 +197,15 @@ impl KernelSet {
 }
 
 /// Dot-path line limits (see [`KernelSet::dot_line_limits`]) of the portable path, which
-/// sums each dot product on its own. They were timed on AVX-512 lanes before those summed
-/// across vectors, against the loop nest in GFLOP/s: 4×256×256 66 and 42, 4×128×128 42
-/// and 43, 8×384×384 89 and 81, 6×256×256 56 and 59, and 15×512×512 95 and 118.
-// NOTE: not timed on the portable path itself.
-const PORTABLE_DOT_LIMITS: &[(usize, usize)] = &[(4, 256), (8, 384)];
+/// sums each dot product on its own. Timed on a Sapphire Rapids-class core forced to the
+/// portable path (`wide` on SSE2), against the loop nest in GFLOP/s: 4×128×128 26 and 19,
+/// 4×784×256 35 and 19; 8×256×256 32 and 36, 8×384×384 33 and 37, 8×784×256 36 and 37.
+/// Eight rows fill the loop nest's one-vector tiles, so products with 5 rows or more stay
+/// on the loop nest. With 12 rows the path was ahead from k = 384 (12×512×512 34 and 28),
+/// but a limit of 12 lines would also take the 8-row shapes above.
+// NOTE: timed on x86-64 only; on aarch64 the `wide` lanes are NEON, which may move these
+// limits.
+const PORTABLE_DOT_LIMITS: &[(usize, usize)] = &[(4, 128)];
 
 /// Dot-path line limits of AVX2, whose blocks sum 8 dot products at a time across the
 /// vectors. On a Sapphire Rapids-class core forced to AVX2, against the loop nest in
