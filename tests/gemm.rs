@@ -308,7 +308,8 @@ fn shapes_tile_and_block_edges() {
             }
             .check(path, &mut rng);
         }
-        // A full `kc` depth: shorter reductions get taller A blocks than `mc`.
+        // A full `kc` depth: shorter reductions get taller A blocks than `mc`, unless C
+        // has few columns, as with 2·nr + 1 and a short depth.
         for rows in [mc - 1, mc, mc + 1] {
             Case {
                 c_variant: 1,
@@ -318,6 +319,11 @@ fn shapes_tile_and_block_edges() {
             Case {
                 c_variant: 0,
                 ..Case::simple(2 * nr + 1, kc, rows)
+            }
+            .check(path, &mut rng);
+            Case {
+                c_variant: 1,
+                ..Case::simple(rows, 37, 2 * nr + 1)
             }
             .check(path, &mut rng);
         }
