@@ -111,9 +111,9 @@ impl DirectOperands {
 /// instead of taller ones. Such a C has a few column micro-panels, so each packed block
 /// serves few kernel calls and a taller one saves little, while its larger L2 footprint
 /// evicts what a fused backward pass reads next. The `δ·W` product of a 784→256 layer at
-/// 32 samples (read as a C of 784 × 32) packs all of W otherwise: on a Sapphire
-/// Rapids-class core the whole backward pass went from 150 to 164 GFLOP/s, at 64 samples
-/// from 175 to 182, and at 128 samples (128 columns) both ways timed level.
+/// 32 samples (read as a C of 784 × 32) packs all of W otherwise. With this limit, on a
+/// Sapphire Rapids-class core, the whole backward pass went from 150 to 164 GFLOP/s, and
+/// at 64 samples from 175 to 182. At 128 samples (128 columns) both ways timed level.
 const FEW_COLS_MAX: usize = 64;
 
 /// Rows of B that packing copies into every micro-panel of a task before it moves on,
