@@ -5,7 +5,7 @@ mod common;
 
 use std::collections::HashMap;
 
-use common::{build_network, random_matrix};
+use common::{assert_invalid_argument, build_network, random_matrix};
 use densegrad::layer::{
     ARCHITECTURE_KEY, Adam, Dense, Init, Loss, Optimizer, Sequential, Sgd, Targets,
 };
@@ -22,16 +22,23 @@ fn network(widths: &[usize], hidden: Activation, loss: Loss, seed: u64) -> Seque
     build_network(widths, hidden, loss, Init::HeUniform, &mut rng)
 }
 
-fn parameters(net: &Sequential) -> Vec<Vec<f32>> {
+/// Copies each layer's weight matrix and bias vector, or the pair that `pick` names, first
+/// to last.
+fn layer_tensors(
+    net: &Sequential,
+    pick: for<'a> fn(&'a Dense) -> (MatRef<'a>, &'a [f32]),
+) -> Vec<Vec<f32>> {
     net.layers()
         .iter()
         .flat_map(|layer| {
-            [
-                layer.weights().to_matrix().into_vec(),
-                layer.bias().to_vec(),
-            ]
+            let (matrix, vector) = pick(layer);
+            [matrix.to_matrix().into_vec(), vector.to_vec()]
         })
         .collect()
+}
+
+fn parameters(net: &Sequential) -> Vec<Vec<f32>> {
+    layer_tensors(net, |layer| (layer.weights(), layer.bias()))
 }
 
 #[test]
@@ -1014,15 +1021,7 @@ fn parameters_mut_sets_every_layer() {
 }
 
 fn gradients(net: &Sequential) -> Vec<Vec<f32>> {
-    net.layers()
-        .iter()
-        .flat_map(|layer| {
-            [
-                layer.grad_weights().to_matrix().into_vec(),
-                layer.grad_bias().to_vec(),
-            ]
-        })
-        .collect()
+    layer_tensors(net, |layer| (layer.grad_weights(), layer.grad_bias()))
 }
 
 #[test]
@@ -1155,16 +1154,7 @@ fn apply_gradients_other_network_optimizer_unchanged() {
     second.compute_gradients(x, Targets::Dense(y)).unwrap();
     let before = parameters(&second);
     let err = second.apply_gradients(&mut adam).unwrap_err();
-    assert!(
-        matches!(
-            err,
-            Error::InvalidArgument {
-                operand: "params",
-                ..
-            }
-        ),
-        "{err}"
-    );
+    assert_invalid_argument(&err, "params");
     assert_eq!(parameters(&second), before);
     assert_eq!(adam.steps(), 1);
 }
