@@ -55,9 +55,9 @@ pub(crate) struct KernelSet {
     /// Whether packing may transpose 8 × 8 blocks with AVX, which every CPU of this path
     /// has. Without it, packing transposes 4 × 4 blocks with SSE.
     pub avx_transpose: bool,
-    /// When the dot-product path (`gemm::dot`) takes a product: `(lines, depth)` lets a
-    /// product with at most `lines` rows or columns of C take it when the reduction has
-    /// at least `depth` elements. Timed against the loop nest for each path.
+    /// Line limits of the dot-product path (`gemm::dot`): `(lines, depth)` lets a product
+    /// with at most `lines` rows or columns of C take it when the reduction has at least
+    /// `depth` elements. Each path's limits were timed against its loop nest.
     pub dot_line_limits: &'static [(usize, usize)],
     /// Kernels for B micro-panels with unit column stride, by `[vectors - 1][cols - 1]`.
     unit_b_tiles: &'static [&'static [TileFn]],
@@ -199,18 +199,18 @@ impl KernelSet {
 /// Dot-path line limits (see [`KernelSet::dot_line_limits`]) of the portable path, which
 /// sums each dot product on its own. Timed on a Sapphire Rapids-class core forced to the
 /// portable path (`wide` on SSE2), against the loop nest in GFLOP/s: 4×128×128 26 and 19,
-/// 4×784×256 35 and 19; 8×256×256 32 and 36, 8×384×384 33 and 37, 8×784×256 36 and 37.
+/// 4×784×256 35 and 19, 8×256×256 32 and 36, 8×384×384 33 and 37, 8×784×256 36 and 37.
 /// Eight rows fill the loop nest's one-vector tiles, so products with 5 rows or more stay
 /// on the loop nest. With 12 rows the path was ahead from k = 384 (12×512×512 34 and 28),
 /// but a limit of 12 lines would also take the 8-row shapes above.
-// NOTE: timed on x86-64 only; on aarch64 the `wide` lanes are NEON, which may move these
+// NOTE: timed on x86-64 only. On aarch64 the `wide` lanes are NEON, which may move these
 // limits.
 const PORTABLE_DOT_LIMITS: &[(usize, usize)] = &[(4, 128)];
 
 /// Dot-path line limits of AVX2, whose blocks sum 8 dot products at a time across the
 /// vectors. On a Sapphire Rapids-class core forced to AVX2, against the loop nest in
-/// GFLOP/s: 4×192×192 46 and 40, 4×128×128 38 and 39; 8×384×384 56 and 50, 8×256×256 60
-/// and 64; 12×256×256 51 and 71. With 12 rows at depths of 512 and 784 the two were
+/// GFLOP/s: 4×192×192 46 and 40, 4×128×128 38 and 39, 8×384×384 56 and 50, 8×256×256 60
+/// and 64, and 12×256×256 51 and 71. With 12 rows at depths of 512 and 784 the two were
 /// level within the noise of the runs (59 to 70 against 64 to 71), so 12 rows stay on
 /// the loop nest. The 16 accumulators of a block fill the 16 YMM registers, so the path
 /// needs longer reductions than on AVX-512.

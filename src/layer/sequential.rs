@@ -156,7 +156,7 @@ impl Sequential {
 
     /// Returns the weights and bias of each layer, first to last, mutably, to set or
     /// change parameters by hand: pruning, scaling, copying from another network. The
-    /// shapes stay fixed; [`Sequential::layers`] reads the values back.
+    /// shapes stay fixed, and [`Sequential::layers`] reads the values back.
     ///
     /// The values are not checked. A NaN written here reaches the output, or nothing at
     /// all behind a ReLU, which maps NaN to 0. An optimiser with state ([`Sgd`] with
