@@ -5,6 +5,7 @@ mod common;
 
 use std::collections::HashMap;
 
+use approx::assert_relative_eq;
 use common::{assert_invalid_argument, build_network, random_matrix};
 use densegrad::layer::{
     ARCHITECTURE_KEY, Adam, Dense, Init, Loss, Optimizer, Sequential, Sgd, Targets,
@@ -1189,4 +1190,110 @@ fn sequential_eq_ignores_forward_buffers() {
 
     first.parameters_mut().next().unwrap().1[0] += 1.0;
     assert_ne!(first, second);
+}
+
+/// A network with gradients of one batch of random data, for the clipping tests.
+fn network_with_gradients(seed: u64) -> Sequential {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let x = random_matrix(&mut rng, 9, 4);
+    let y = random_matrix(&mut rng, 9, 3);
+    let mut net = network(&[4, 6, 3], Activation::Tanh, Loss::MeanSquaredError, seed);
+    net.compute_gradients(x.as_ref(), Targets::Dense(y.as_ref()))
+        .unwrap();
+    net
+}
+
+/// The L2 norm of every gradient, summed one value at a time in `f64`.
+fn naive_norm(net: &Sequential) -> f64 {
+    let mut sum = 0.0f64;
+    for g in gradients(net).iter().flatten() {
+        sum += f64::from(*g).powi(2);
+    }
+    sum.sqrt()
+}
+
+#[test]
+fn gradient_norm_matches_naive_sum() {
+    let mut net = network_with_gradients(31);
+    let norm = net.gradient_norm();
+    assert!(norm > 0.0);
+    assert_relative_eq!(f64::from(norm), naive_norm(&net), max_relative = 1e-6);
+
+    // Gradients of 1e30 square to more than f32::MAX, but the norm is finite.
+    for (grad_weights, grad_bias) in net.gradients_mut() {
+        for g in grad_weights
+            .into_mut_slice()
+            .unwrap()
+            .iter_mut()
+            .chain(grad_bias)
+        {
+            *g = 1e30;
+        }
+    }
+    let count = gradients(&net).iter().flatten().count();
+    let expected = 1e30 * (count as f64).sqrt();
+    assert_relative_eq!(
+        f64::from(net.gradient_norm()),
+        expected,
+        max_relative = 1e-6
+    );
+}
+
+#[test]
+fn clip_gradient_norm_scales_large_gradients() {
+    let mut net = network_with_gradients(32);
+    let before = gradients(&net);
+    let norm = net.gradient_norm();
+    let max_norm = 0.25 * norm;
+
+    assert_eq!(net.clip_gradient_norm(max_norm).unwrap(), norm);
+    assert_relative_eq!(net.gradient_norm(), max_norm, max_relative = 1e-5);
+    for (clipped, original) in gradients(&net)
+        .iter()
+        .flatten()
+        .zip(before.iter().flatten())
+    {
+        assert_relative_eq!(*clipped, 0.25 * original, max_relative = 1e-5);
+    }
+}
+
+#[test]
+fn clip_gradient_norm_keeps_small_gradients() {
+    let mut net = network_with_gradients(33);
+    let before = gradients(&net);
+    let norm = net.gradient_norm();
+
+    assert_eq!(net.clip_gradient_norm(norm).unwrap(), norm);
+    assert_eq!(net.clip_gradient_norm(2.0 * norm).unwrap(), norm);
+    assert_eq!(gradients(&net), before);
+}
+
+#[test]
+fn clip_gradient_norm_non_finite_unchanged() {
+    let mut net = network_with_gradients(34);
+    let (_, grad_bias) = net.gradients_mut().next_back().unwrap();
+    grad_bias[1] = f32::INFINITY;
+    let before = gradients(&net);
+
+    assert_eq!(net.clip_gradient_norm(1.0).unwrap(), f32::INFINITY);
+    assert_eq!(gradients(&net), before);
+
+    let (_, grad_bias) = net.gradients_mut().next().unwrap();
+    grad_bias[0] = f32::NAN;
+    assert!(net.clip_gradient_norm(1.0).unwrap().is_nan());
+    let after = gradients(&net);
+    assert!(after[1][0].is_nan());
+    assert_eq!(after[0], before[0]);
+    assert_eq!(after[2..], before[2..]);
+}
+
+#[test]
+fn clip_gradient_norm_bad_max_norm() {
+    let mut net = network_with_gradients(35);
+    let before = gradients(&net);
+    for max_norm in [0.0, -1.0, f32::NAN, f32::INFINITY] {
+        let err = net.clip_gradient_norm(max_norm).unwrap_err();
+        assert_invalid_argument(&err, "max_norm");
+        assert_eq!(gradients(&net), before);
+    }
 }

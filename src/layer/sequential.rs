@@ -289,8 +289,9 @@ impl Sequential {
     /// Computes the gradients of the batch's mean loss, as [`train_step`](Sequential::train_step)
     /// does, without changing any parameter, and returns that loss. Each layer's
     /// [`grad_weights`](Dense::grad_weights) and [`grad_bias`](Dense::grad_bias) then
-    /// contain this batch's gradients, which [`gradients_mut`](Sequential::gradients_mut)
-    /// can change (to clip them, or to add those of several batches) before
+    /// contain this batch's gradients, which [`clip_gradient_norm`](Sequential::clip_gradient_norm)
+    /// or [`gradients_mut`](Sequential::gradients_mut) can change (to clip them, or to add
+    /// those of several batches) before
     /// [`apply_gradients`](Sequential::apply_gradients) updates the parameters.
     ///
     /// `compute_gradients` followed by `apply_gradients` gives the same parameters, bit for
@@ -320,24 +321,7 @@ impl Sequential {
     /// // Clip the gradients to a global norm of at most 1 before each update.
     /// for _ in 0..100 {
     ///     net.compute_gradients(x, Targets::Dense(y))?;
-    ///     let norm = net
-    ///         .layers()
-    ///         .iter()
-    ///         .flat_map(|layer| {
-    ///             let weights = layer.grad_weights().as_slice().unwrap_or_default();
-    ///             weights.iter().chain(layer.grad_bias())
-    ///         })
-    ///         .map(|g| g * g)
-    ///         .sum::<f32>()
-    ///         .sqrt();
-    ///     if norm > 1.0 {
-    ///         for (grad_weights, grad_bias) in net.gradients_mut() {
-    ///             let grad_weights = grad_weights.into_mut_slice().unwrap_or_default();
-    ///             for g in grad_weights.iter_mut().chain(grad_bias) {
-    ///                 *g /= norm;
-    ///             }
-    ///         }
-    ///     }
+    ///     net.clip_gradient_norm(1.0)?;
     ///     net.apply_gradients(&mut sgd)?;
     /// }
     /// let (loss, _) = net.evaluate(x, Targets::Dense(y))?;
@@ -384,6 +368,56 @@ impl Sequential {
         self.layers
             .iter_mut()
             .map(|layer| (layer.grad_weights.as_mut(), layer.grad_bias.as_mut_slice()))
+    }
+
+    /// Returns the global L2 norm of the gradients: the square root of the sum of the
+    /// squares of every weight and bias gradient in every layer. The sum is taken in `f64`
+    /// so that large gradients do not overflow. The norm is infinite or NaN when a
+    /// gradient is.
+    pub fn gradient_norm(&self) -> f32 {
+        let sum_of_squares: f64 = self
+            .layers
+            .iter()
+            .map(|layer| {
+                sum_of_squares(layer.grad_weights.as_slice()) + sum_of_squares(&layer.grad_bias)
+            })
+            .sum();
+        sum_of_squares.sqrt() as f32
+    }
+
+    /// Scales every gradient by the same factor so that their global norm
+    /// ([`gradient_norm`](Sequential::gradient_norm)) is at most `max_norm`, and returns
+    /// the norm from before. Gradients whose norm is already at most `max_norm` stay as
+    /// they are. Call it between [`compute_gradients`](Sequential::compute_gradients) and
+    /// [`apply_gradients`](Sequential::apply_gradients).
+    ///
+    /// When the norm is infinite or NaN, the gradients stay unchanged and that norm is
+    /// returned, so that the caller can skip the update (scaling would turn every
+    /// gradient into zero or NaN).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`] naming `max_norm` when it is not finite or not
+    /// positive; the gradients are then unchanged.
+    pub fn clip_gradient_norm(&mut self, max_norm: f32) -> Result<f32, Error> {
+        if !(max_norm.is_finite() && max_norm > 0.0) {
+            return Err(Error::InvalidArgument {
+                operand: "max_norm",
+                reason: format!("{max_norm} must be finite and positive"),
+            });
+        }
+
+        let norm = self.gradient_norm();
+        if norm.is_finite() && norm > max_norm {
+            let scale = (f64::from(max_norm) / f64::from(norm)) as f32;
+            for (grad_weights, grad_bias) in self.gradients_mut() {
+                let grad_weights = grad_weights.into_mut_slice().unwrap_or_default();
+                for g in grad_weights.iter_mut().chain(grad_bias) {
+                    *g *= scale;
+                }
+            }
+        }
+        Ok(norm)
     }
 
     /// Returns the predicted class of each row of `x`: the output with the largest value,
@@ -591,4 +625,25 @@ fn shift_row(err: Error, offset: usize) -> Error {
         },
         other => other,
     }
+}
+
+/// Returns the sum of the squares of `values` in `f64`. It keeps independent partial sums,
+/// which the compiler can hold in vector registers.
+fn sum_of_squares(values: &[f32]) -> f64 {
+    /// The number of partial sums: enough to hide the latency of an add.
+    const PARTIAL_SUMS: usize = 8;
+
+    let mut partial = [0.0f64; PARTIAL_SUMS];
+    let mut chunks = values.chunks_exact(PARTIAL_SUMS);
+    for chunk in &mut chunks {
+        for (sum, &g) in partial.iter_mut().zip(chunk) {
+            *sum += f64::from(g) * f64::from(g);
+        }
+    }
+    let tail: f64 = chunks
+        .remainder()
+        .iter()
+        .map(|&g| f64::from(g) * f64::from(g))
+        .sum();
+    partial.iter().sum::<f64>() + tail
 }
