@@ -679,10 +679,34 @@ impl<'a> MatMut<'a> {
 
     /// Sets every element to `value`.
     pub fn fill(&mut self, value: f32) {
+        self.for_each_mut(|_, _, element| *element = value);
+    }
+
+    /// Calls `f` with the row, the column and a mutable reference to each element, row by
+    /// row, whatever the strides. For a view with contiguous rows,
+    /// [`MatMut::as_mut_slice`] gives the same elements as one slice.
+    ///
+    /// ```
+    /// use densegrad::Matrix;
+    ///
+    /// // Clamp a transposed view of the upper-left 2 × 2 block into [-1, 1].
+    /// let mut m = Matrix::from_vec(vec![3.0, -0.5, 9.0, -2.0, 0.25, 7.0], 2, 3)?;
+    /// let mut block = m.as_mut().submatrix_mut(0, 0, 2, 2)?.t();
+    /// block.for_each_mut(|_, _, x| *x = x.clamp(-1.0, 1.0));
+    /// assert_eq!(m.as_slice(), &[1.0, -0.5, 9.0, -1.0, 0.25, 7.0]);
+    ///
+    /// // The indices are those of the view: (i, j) of the transpose is (j, i) of `m`.
+    /// let mut transposed = m.as_mut().t();
+    /// transposed.for_each_mut(|i, j, x| *x = (10 * i + j) as f32);
+    /// assert_eq!(m.get(1, 2), Some(21.0));
+    /// # Ok::<(), densegrad::Error>(())
+    /// ```
+    pub fn for_each_mut(&mut self, mut f: impl FnMut(usize, usize, &mut f32)) {
         for i in 0..self.rows {
             for j in 0..self.cols {
-                // SAFETY: (i, j) is inside the shape and the view is borrowed uniquely.
-                unsafe { *self.ptr_at_mut(i, j) = value };
+                // SAFETY: (i, j) is inside the shape, and `&mut self` borrows the view
+                // uniquely, so this is the only reference to the element while `f` runs.
+                f(i, j, unsafe { &mut *self.ptr_at_mut(i, j) });
             }
         }
     }

@@ -1192,7 +1192,7 @@ fn sequential_eq_ignores_forward_buffers() {
     assert_ne!(first, second);
 }
 
-/// A network with gradients of one batch of random data, for the clipping tests.
+/// Builds a network and computes its gradients on one batch of random data.
 fn network_with_gradients(seed: u64) -> Sequential {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let x = random_matrix(&mut rng, 9, 4);
@@ -1203,7 +1203,7 @@ fn network_with_gradients(seed: u64) -> Sequential {
     net
 }
 
-/// The L2 norm of every gradient, summed one value at a time in `f64`.
+/// Returns the L2 norm of every gradient, summed one value at a time in `f64`.
 fn naive_norm(net: &Sequential) -> f64 {
     let mut sum = 0.0f64;
     for g in gradients(net).iter().flatten() {

@@ -288,3 +288,39 @@ fn matrix_from_vec_length_checked() {
         &[0.0, 10.0, 1.0, 11.0]
     );
 }
+
+#[test]
+fn for_each_mut_visits_strided_views() {
+    // A 2 × 3 view with negative row stride and column stride 2 in a buffer of 12,
+    // compared with the same visits through `get_mut`.
+    let mut data: Vec<f32> = (0..12).map(|v| v as f32).collect();
+    let mut expected = data.clone();
+    let mut view = MatMut::from_strided(&mut data, 6, 2, 3, -6, 2).unwrap();
+    let mut visits = Vec::new();
+    view.for_each_mut(|i, j, x| {
+        visits.push((i, j, *x));
+        *x = -*x - 100.0;
+    });
+
+    let mut reference = MatMut::from_strided(&mut expected, 6, 2, 3, -6, 2).unwrap();
+    let mut expected_visits = Vec::new();
+    for i in 0..2 {
+        for j in 0..3 {
+            let x = reference.get_mut(i, j).unwrap();
+            expected_visits.push((i, j, *x));
+            *x = -*x - 100.0;
+        }
+    }
+    assert_eq!(visits, expected_visits);
+    assert_eq!(data, expected);
+}
+
+#[test]
+fn for_each_mut_empty_calls_nothing() {
+    let mut data = DATA;
+    for (rows, cols) in [(0, 3), (2, 0)] {
+        let mut view = MatMut::from_slice(&mut data[..rows * cols], rows, cols).unwrap();
+        view.for_each_mut(|i, j, _| panic!("visited ({i}, {j}) of an empty view"));
+    }
+    assert_eq!(data, DATA);
+}
