@@ -254,19 +254,27 @@ unsafe fn store_tile<L: Lane, const MV: usize, const NR: usize>(
     let alpha = unsafe { L::splat(epilogue.alpha) };
     let contiguous = t.c_row_stride == 1;
 
-    // Full tiles with contiguous columns and a plain store (no post step, β of 0 or 1)
-    // go straight from the registers, in branch-free loops that LLVM unrolls. Their
-    // arithmetic is that of `store_vector`, so a result does not depend on which loop
-    // stores its tile.
-    if contiguous && t.rows == MV * L::WIDTH && t.cols == NR && epilogue.post.is_none() {
+    // Tiles with all NR columns, contiguous columns and a plain store (no post step, β of
+    // 0 or 1) go straight from the registers, in loops that LLVM unrolls. Only the last
+    // vector of each column can be partial, and it is masked. Their arithmetic is that of
+    // `store_vector`, so a result does not depend on which loop stores its tile.
+    let full_vectors_below = (MV - 1) * L::WIDTH;
+    if contiguous
+        && t.rows > full_vectors_below
+        && t.rows <= MV * L::WIDTH
+        && t.cols == NR
+        && epilogue.post.is_none()
+    {
+        let last_valid = t.rows - full_vectors_below;
         match epilogue.beta {
-            // SAFETY (both arms): the tile is full and contiguous, and the caller's
-            // contract on C holds; `acc` proves support for `L`.
+            // SAFETY (both arms): the tile has NR contiguous columns of `rows` elements,
+            // the last vector of each has `last_valid` of them, and the caller's contract
+            // on C holds; `acc` proves support for `L`.
             Beta::Zero => unsafe {
-                return store_full_tile::<L, MV, NR, false>(acc, t, alpha);
+                return store_plain_tile::<L, MV, NR, false>(acc, t, alpha, last_valid);
             },
             Beta::One => unsafe {
-                return store_full_tile::<L, MV, NR, true>(acc, t, alpha);
+                return store_plain_tile::<L, MV, NR, true>(acc, t, alpha, last_valid);
             },
             Beta::Other(_) => {}
         }
@@ -316,34 +324,45 @@ unsafe fn store_tile<L: Lane, const MV: usize, const NR: usize>(
     }
 }
 
-/// Writes a full tile with contiguous columns as `α·acc`, or as `α·acc + C` when
-/// `ADD_C` (β = 1). A const parameter rather than a closure: closures are compiled
-/// without the target features of the path's wrapper, so their vector operations may
-/// become calls.
+/// Writes a tile of NR contiguous columns as `α·acc`, or as `α·acc + C` when `ADD_C`
+/// (β = 1). The last of the MV vectors of each column has `last_valid` rows inside the
+/// tile, and a partial one is masked: a short row tile at the bottom of C then stores
+/// from the registers instead of through the spill buffer, which made 128×10×126 AB
+/// take half again as long as 128×10×128. `ADD_C` is a const parameter rather than a
+/// closure because closures are compiled without the target features of the path's
+/// wrapper, so their vector operations may become calls.
 ///
 /// # Safety
 ///
-/// The tile of `t` is full (`rows = MV · WIDTH`, `cols = NR`), its columns are
-/// contiguous, and the caller may read and write it.
+/// `t.cols == NR`, `0 < last_valid ≤ WIDTH`, `t.rows == (MV − 1)·WIDTH + last_valid`,
+/// the tile's columns are contiguous, and the caller may read and write it.
 #[inline(always)]
-unsafe fn store_full_tile<L: Lane, const MV: usize, const NR: usize, const ADD_C: bool>(
+unsafe fn store_plain_tile<L: Lane, const MV: usize, const NR: usize, const ADD_C: bool>(
     acc: &[[L; MV]; NR],
     t: &TileArgs,
     alpha: L,
+    last_valid: usize,
 ) {
     for (j, acc_col) in acc.iter().enumerate() {
-        // SAFETY: column `j < NR` of the full tile lies inside C.
+        // SAFETY: column `j < NR` of the tile lies inside C.
         let column = unsafe { t.c.offset(j as isize * t.c_col_stride) };
         for (v, &acc_v) in acc_col.iter().enumerate() {
-            // SAFETY: the WIDTH rows from `v·WIDTH` of the column lie inside the tile.
+            // SAFETY: the vector's rows from `v·WIDTH` lie inside the tile: all WIDTH of
+            // them, or the first `last_valid` of the last vector, which the masked forms
+            // keep to.
             unsafe {
                 let dst = column.add(v * L::WIDTH);
-                let out = if ADD_C {
-                    acc_v.mul_add(alpha, L::load(dst))
-                } else {
-                    acc_v.mul(alpha)
+                let partial = v == MV - 1 && last_valid < L::WIDTH;
+                let out = match (ADD_C, partial) {
+                    (false, _) => acc_v.mul(alpha),
+                    (true, false) => acc_v.mul_add(alpha, L::load(dst)),
+                    (true, true) => acc_v.mul_add(alpha, L::load_first(dst, last_valid)),
                 };
-                out.store(dst);
+                if partial {
+                    out.store_first(dst, last_valid);
+                } else {
+                    out.store(dst);
+                }
             }
         }
     }
