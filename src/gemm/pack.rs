@@ -79,10 +79,10 @@ pub(crate) unsafe fn pack_a(
         }
     }
 
-    for p in 0..depth {
-        for i in rows..padded_rows {
-            // SAFETY: see the closures.
-            unsafe { *dst_at(i, p) = 0.0 };
+    if rows < padded_rows {
+        for p in 0..depth {
+            // SAFETY: rows `rows..padded_rows` of column `p` are inside `dst`.
+            unsafe { zero_short(dst_at(rows, p), padded_rows - rows) };
         }
     }
 }
@@ -351,6 +351,33 @@ unsafe fn copy_short(src: *const f32, dst: *mut f32, len: usize) {
     while i < len {
         // SAFETY: `i < len`, inside both ranges.
         unsafe { *dst.add(i) = *src.add(i) };
+        i += 1;
+    }
+}
+
+/// Sets `len` elements to zero, the padding rows of an A micro-panel column, in the
+/// chunks of [`copy_short`]. A plain loop became a `memset` call per column: 10×128×100
+/// AᵀB, whose last row tile has 4 of 16 rows, spent 6 % of its time in those calls.
+///
+/// # Safety
+///
+/// `dst` is valid for `len` writes.
+#[inline(always)]
+unsafe fn zero_short(dst: *mut f32, len: usize) {
+    let mut i = 0;
+    while i + 8 <= len {
+        // SAFETY: `i + 8 ≤ len`, inside the range.
+        unsafe { dst.add(i).cast::<[f32; 8]>().write_unaligned([0.0; 8]) };
+        i += 8;
+    }
+    if i + 4 <= len {
+        // SAFETY: `i + 4 ≤ len`, inside the range.
+        unsafe { dst.add(i).cast::<[f32; 4]>().write_unaligned([0.0; 4]) };
+        i += 4;
+    }
+    while i < len {
+        // SAFETY: `i < len`, inside the range.
+        unsafe { *dst.add(i) = 0.0 };
         i += 1;
     }
 }
