@@ -895,3 +895,72 @@ fn forward_transposed_weights_named() {
         "weights: expected 256 × 784, got 784 × 256"
     );
 }
+
+#[test]
+fn single_sample_huge_row_strides() {
+    // A one-row view may have any row stride. With 2^62 for every batch operand the
+    // results equal those of contiguous views, bit for bit.
+    const HUGE: isize = 1 << 62;
+    let mut rng = ChaCha8Rng::seed_from_u64(17);
+    let (n_in, n_out) = (37, 20);
+    let x = layer_input(&mut rng, Activation::Relu, 1, n_in);
+    let w = random_matrix(&mut rng, n_out, n_in);
+    let bias: Vec<f32> = (0..n_out).map(|_| rng.random_range(-1.0..1.0)).collect();
+    let delta = random_matrix(&mut rng, 1, n_out);
+    let one_row = |data| MatRef::from_strided(data, 0, 1, data.len(), HUGE, 1).unwrap();
+
+    let mut expected = Matrix::zeros(1, n_out);
+    let mut output = vec![f32::NAN; n_out];
+    for (input, out) in [
+        (x.as_ref(), expected.as_mut()),
+        (
+            one_row(x.as_slice()),
+            MatMut::from_strided(&mut output, 0, 1, n_out, HUGE, 1).unwrap(),
+        ),
+    ] {
+        dense_forward(
+            input,
+            w.as_ref(),
+            &bias,
+            Activation::Tanh,
+            out,
+            Parallelism::Sequential,
+        )
+        .unwrap();
+    }
+    assert_bitwise(
+        "output",
+        MatRef::from_slice(&output, 1, n_out).unwrap(),
+        expected.as_ref(),
+    );
+
+    let (grad_w, grad_b, input_delta) = backward_overwrite(
+        &delta,
+        &x,
+        &w,
+        Activation::Relu,
+        0.0,
+        Parallelism::Sequential,
+    );
+    let mut strided_w = Matrix::zeros(n_out, n_in);
+    let mut strided_b = vec![0.0; n_out];
+    let mut strided_delta = vec![f32::NAN; n_in];
+    dense_backward(
+        one_row(delta.as_slice()),
+        one_row(x.as_slice()),
+        w.as_ref(),
+        Activation::Relu,
+        DenseGrads {
+            weights: strided_w.as_mut(),
+            bias: &mut strided_b,
+            mode: GradMode::Overwrite,
+        },
+        Some(MatMut::from_strided(&mut strided_delta, 0, 1, n_in, HUGE, 1).unwrap()),
+        Parallelism::Sequential,
+    )
+    .unwrap();
+    assert_bitwise("grad_weights", strided_w.as_ref(), grad_w.as_ref());
+    assert_eq!(strided_b, grad_b);
+    let strided_delta = MatRef::from_slice(&strided_delta, 1, n_in).unwrap();
+    assert_bitwise("input_delta", strided_delta, input_delta.as_ref());
+}

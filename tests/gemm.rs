@@ -841,3 +841,51 @@ fn arch_fallback_stays_supported() {
     assert!(Arch::supported().contains(&Arch::Portable));
     assert!(Arch::selected().is_supported());
 }
+
+#[test]
+fn strides_huge_on_single_lines() {
+    // A view with one row (or one column) may have any row (column) stride, since that
+    // stride never moves to a second element. Strides of 2^62 elements must not overflow
+    // the byte counts of the dispatch. Shapes: a dot product, an outer product and a
+    // vector times a matrix.
+    const HUGE: isize = 1 << 62;
+    let mut rng = Rng(0x5eed_0ff1_e1d0);
+    for (m, k, n) in [(1, 40, 1), (5, 1, 7), (1, 33, 20)] {
+        let a_data: Vec<f32> = (0..m * k).map(|_| rng.value()).collect();
+        let b_data: Vec<f32> = (0..k * n).map(|_| rng.value()).collect();
+        let a_plain = MatRef::from_slice(&a_data, m, k).unwrap();
+        let b_plain = MatRef::from_slice(&b_data, k, n).unwrap();
+        let huge_strides = |data, rows, cols| match (rows, cols) {
+            (1, _) => MatRef::from_strided(data, 0, 1, cols, HUGE, 1).unwrap(),
+            (_, 1) => MatRef::from_strided(data, 0, rows, 1, 1, HUGE).unwrap(),
+            _ => MatRef::from_slice(data, rows, cols).unwrap(),
+        };
+        let (a, b) = (huge_strides(&a_data, m, k), huge_strides(&b_data, k, n));
+
+        for path in paths() {
+            let mut expected = Matrix::zeros(m, n);
+            reference::gemm(1.0, a_plain, b_plain, 0.0, expected.as_mut()).unwrap();
+            let mut c_data = vec![f32::NAN; m * n];
+            let c_view = if m == 1 {
+                MatMut::from_strided(&mut c_data, 0, 1, n, HUGE, 1).unwrap()
+            } else {
+                MatMut::from_slice(&mut c_data, m, n).unwrap()
+            };
+            gemm_with_options(
+                path.0,
+                path.1,
+                1.0,
+                a,
+                b,
+                0.0,
+                c_view,
+                Parallelism::Sequential,
+            )
+            .unwrap();
+            let actual = Matrix::from_vec(c_data, m, n).unwrap();
+            let context = format!("{path:?} {m}x{k}x{n}");
+            let c_before = Matrix::zeros(m, n);
+            assert_close(&context, &actual, &expected, a, b, 1.0, 0.0, &c_before);
+        }
+    }
+}

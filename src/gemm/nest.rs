@@ -89,7 +89,7 @@ impl DirectOperands {
         let direct_b_limit = (caches.l2 as f64 * DIRECT_B_L2_SHARE) as usize;
         let bytes = |rows: usize, cols: usize| rows.saturating_mul(cols) * size_of::<f32>();
         let close_steps =
-            |stride: isize| stride.unsigned_abs() * size_of::<f32>() <= DIRECT_MAX_STEP_BYTES;
+            |stride: isize| stride.unsigned_abs() <= DIRECT_MAX_STEP_BYTES / size_of::<f32>();
         let b_row_tiles = problem.m.div_ceil(kernels.mr());
         DirectOperands {
             // An A that fits in L1d stays there across the column micro-panels. A larger
