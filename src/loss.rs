@@ -5,6 +5,13 @@
 //! batch has loss 0. Inputs are validated before anything is written, so on error `grad` is
 //! unchanged. Rows are processed 8 lanes at a time; strided rows are gathered into a buffer
 //! first. Row losses are summed in `f64`.
+//!
+//! The cross-entropy losses take logits, the output layer's `Z` before its activation:
+//! compute it with [`dense_forward`](crate::dense_forward) and [`Activation::Identity`](crate::Activation::Identity).
+//! The gradient they write is then that layer's `δ` for
+//! [`dense_backward`](crate::dense_backward), with no activation-derivative pass. For
+//! micro-batches that should add up to the mean over a whole batch, scale each `grad` by
+//! the micro-batch's share of the rows.
 
 use wide::f32x8;
 
@@ -13,9 +20,10 @@ use crate::activation::{exp, exp_shifted_in_place, row_max, sigmoid_from_exp};
 use crate::error::{Error, Shape};
 use crate::matrix::{MatMut, MatRef};
 
-/// The targets of a loss: one class index per row (softmax cross-entropy only), or a dense
-/// matrix with the logits' shape (target probabilities, one-hot rows included, or the
-/// values that mean squared error compares with).
+/// The targets of a cross-entropy loss: one class index per row (softmax cross-entropy
+/// only), or a dense matrix of target probabilities with the logits' shape, one-hot rows
+/// included. [`mean_squared_error`] takes its targets as a matrix, and the layer API's
+/// `Targets` (the same type) passes them as `Dense`.
 #[derive(Clone, Copy, Debug)]
 pub enum Targets<'a> {
     /// Row `i`'s target class is `classes[i]`, which must be below the number of columns.

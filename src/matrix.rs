@@ -764,7 +764,10 @@ impl<'a> MatMut<'a> {
         if mid > self.rows {
             return Err(Error::InvalidArgument {
                 operand: "mid",
-                reason: format!("split point {mid} is past the last row, {}", self.rows),
+                reason: format!(
+                    "split point {mid} is invalid for a view of {} rows: it must be at most {}",
+                    self.rows, self.rows
+                ),
             });
         }
         let bottom_ptr = if mid == self.rows || self.cols == 0 {

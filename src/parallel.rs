@@ -1,6 +1,6 @@
 //! The threading setting that decides how a kernel may split its work across threads.
 
-/// The threading a kernel call may use.
+/// The threading a kernel call may use. The default is `Sequential`.
 ///
 /// Results never depend on this setting: every kernel splits its work into blocks whose
 /// sizes depend only on the problem's shape, and combines them in a fixed order, so

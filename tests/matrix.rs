@@ -244,6 +244,10 @@ fn split_rows_at_halves_write_apart() {
     let m = MatMut::from_slice(&mut data, 3, 2).unwrap();
     let err = m.split_rows_at(4).unwrap_err();
     assert_invalid_argument(&err, "mid");
+    assert_eq!(
+        err.to_string(),
+        "mid: split point 4 is invalid for a view of 3 rows: it must be at most 3"
+    );
 }
 
 #[test]

@@ -11,14 +11,17 @@ use crate::parallel::Parallelism;
 
 mod fused;
 
-/// Whether [`dense_backward`] replaces or adds to the gradients it writes.
+/// Whether [`dense_backward`] replaces or adds to the parameter gradients it writes. The
+/// default is `Overwrite`. `input_delta` is overwritten in both modes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum GradMode {
     /// Overwrite the gradients. Their previous contents are never read, so NaN or garbage in
     /// them cannot reach the result.
     #[default]
     Overwrite,
-    /// Add to the existing gradients, to accumulate over several micro-batches.
+    /// Add to the existing gradients, to accumulate over several micro-batches. A loss
+    /// writes `δ` with the `1/m` of its own rows, so for the mean over the whole batch
+    /// scale each micro-batch's `δ` by its share of the rows, `m_micro / m`.
     Accumulate,
 }
 
@@ -37,7 +40,17 @@ pub struct DenseGrads<'a> {
 ///
 /// `input` is `m × n_in` (one sample per row), `weights` is `n_out × n_in` (PyTorch's
 /// `Linear` layout), `bias` has `n_out` elements and `output` is `m × n_out`. Softmax is
-/// applied per row. Results do not depend on `par`.
+/// applied per row. `output`'s previous contents are never read. Results do not depend on
+/// `par`.
+///
+/// For an output layer trained with softmax or binary cross-entropy, run this pass with
+/// [`Activation::Identity`] and give the logits to [`loss::softmax_cross_entropy`] or
+/// [`loss::binary_cross_entropy`]: they take logits, and the gradient they write is this
+/// layer's `δ` for [`dense_backward`]. [`Activation::Softmax`] and [`Activation::Sigmoid`]
+/// here give the probabilities, for prediction.
+///
+/// [`loss::softmax_cross_entropy`]: crate::loss::softmax_cross_entropy
+/// [`loss::binary_cross_entropy`]: crate::loss::binary_cross_entropy
 ///
 /// ```
 /// use densegrad::{dense_forward, Activation, MatMut, MatRef, Parallelism};
@@ -119,9 +132,9 @@ pub fn dense_forward_with_arch(
 ///
 /// - `grads.weights ← δᵀ·X` (`n_out × n_in`) and `grads.bias ←` the column sums of `δ`, or
 ///   adds them with [`GradMode::Accumulate`];
-/// - `input_delta ← (δ·W) ∘ f'(X)` (`m × n_in`), with `f'` read from `X`. Pass `None` for
-///   the first layer, whose input needs no error, and [`Activation::Identity`] when `X` is
-///   raw data.
+/// - `input_delta ← (δ·W) ∘ f'(X)` (`m × n_in`), with `f'` read from `X`, in either mode:
+///   its previous contents are never read. Pass `None` for the first layer, whose input
+///   needs no error, and [`Activation::Identity`] when `X` is raw data.
 ///
 /// Results do not depend on `par`.
 ///

@@ -25,8 +25,10 @@ pub const PARALLEL_MIN_FLOPS: u64 = 1 << 23;
 /// Computes `C ← α·A·B + β·C` with a cache-blocked, SIMD kernel chosen for this CPU.
 ///
 /// `a` is `m × k`, `b` is `k × n` and `c` is `m × n`. Transposes are views ([`MatRef::t`]),
-/// so `Aᵀ·B`, `A·Bᵀ` and `Aᵀ·Bᵀ` need no flags, and any strides work, zero and negative
-/// included, with no copy beyond the packing every product does.
+/// so `Aᵀ·B`, `A·Bᵀ` and `Aᵀ·Bᵀ` need no flags, and any strides work, negative included,
+/// with no copy beyond the packing every product does. `a` and `b` may also have zero
+/// strides (a row or column repeated), while [`MatMut`] rejects strides that give two
+/// elements of `c` one address.
 ///
 /// BLAS semantics: with `β = 0`, `C` is never read, so NaN or garbage in it cannot reach the
 /// result. With `k = 0` or `α = 0`, `A` and `B` are not read and `C ← β·C`. An empty `m`
@@ -36,8 +38,13 @@ pub const PARALLEL_MIN_FLOPS: u64 = 1 << 23;
 /// the environment variable `DENSEGRAD_ARCH=avx512|avx2|portable` forces one. With
 /// [`Parallelism::Rayon`], products of at least 2²³ floating-point operations (`2·m·n·k`)
 /// split their output blocks across tasks of the current rayon pool (calling from inside a rayon task is fine),
-/// and the result is bitwise equal to the sequential one. Packing buffers are kept per
-/// thread, so a warm thread does not allocate.
+/// and the result is bitwise equal to the sequential one.
+///
+/// Packing buffers are kept per thread and never shrink, so a warm thread does not
+/// allocate. They grow with the largest product the thread has run. The block of A is
+/// sized for half the L2 cache, and the panel of B for a quarter of the L3 cache, at most
+/// 4096 columns wide. On a core with 2 MiB of L2 and a large L3 that is about 0.5 MiB and
+/// 8 MiB. A thread's buffers are freed when it exits.
 ///
 /// ```
 /// use densegrad::{gemm, MatMut, MatRef, Parallelism};
