@@ -889,3 +889,70 @@ fn strides_huge_on_single_lines() {
         }
     }
 }
+
+#[test]
+fn vector_products_every_path() {
+    // Matrix–vector products (one row of C, B row-major, so each column of Cᵀ sums whole
+    // rows of B) and outer products (k = 1): most take the column path under
+    // `Packing::Auto`, and all take the loop nest under `Packing::Always`. Sizes straddle
+    // the vector widths, the groups of 4 columns and the chunks of 4096 rows.
+    let mut rng = Rng(0x0c01_5e77_ab1e_0001);
+    let matrix_vector = [1, 2, 3, 4, 5, 7, 8, 9, 33]
+        .into_iter()
+        .flat_map(|k| [1, 15, 16, 17, 65, 4095, 4097].map(|n| (1, k, n)));
+    let outer = [1, 15, 17, 100]
+        .into_iter()
+        .flat_map(|m| [1, 3, 64, 200].map(|n| (m, 1, n)));
+    let shapes: Vec<_> = matrix_vector.chain(outer).chain([(1, 300, 100)]).collect();
+    for path in paths() {
+        for &(m, k, n) in &shapes {
+            for (alpha, beta) in [(1.0, 0.0), (2.3, 1.0), (-0.5, -0.5)] {
+                for (a_layout, b_layout) in [
+                    (Layout::RowMajor, Layout::RowMajor),
+                    (Layout::ColMajor, Layout::Negative),
+                ] {
+                    Case {
+                        a_layout,
+                        b_layout,
+                        alpha,
+                        beta,
+                        ..Case::simple(m, k, n)
+                    }
+                    .check(path, &mut rng);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn vector_products_threads_bitwise_equal() {
+    // Above the threading threshold a matrix–vector product splits its rows and an outer
+    // product its columns across tasks; each element must come out the same.
+    let mut rng = Rng(0x7ead_5e77_ab1e_0002);
+    for (m, k, n) in [(1, 2048, 2100), (2100, 1, 2048)] {
+        assert!(2 * (m * k * n) as u64 >= PARALLEL_MIN_FLOPS);
+        let a = Matrix::from_fn(m, k, |_, _| rng.value());
+        let b = Matrix::from_fn(k, n, |_, _| rng.value());
+        let c0 = Matrix::from_fn(m, n, |_, _| rng.value());
+        for arch in Arch::supported() {
+            let run = |par| {
+                let mut c = c0.clone();
+                gemm_with_arch(arch, 0.7, a.as_ref(), b.as_ref(), 1.3, c.as_mut(), par).unwrap();
+                c
+            };
+            let sequential = run(Parallelism::Sequential);
+            for par in [Parallelism::Rayon(2), Parallelism::Rayon(3)] {
+                let parallel = run(par);
+                assert!(
+                    sequential
+                        .as_slice()
+                        .iter()
+                        .map(|x| x.to_bits())
+                        .eq(parallel.as_slice().iter().map(|x| x.to_bits())),
+                    "{arch:?} {m}x{k}x{n} {par:?} differs from sequential"
+                );
+            }
+        }
+    }
+}

@@ -2,6 +2,7 @@
 
 mod blocking;
 mod buffer;
+mod columns;
 mod dot;
 mod nest;
 mod operand;
@@ -168,6 +169,13 @@ unsafe fn run(mut problem: Problem, arch: Arch, packing: Packing, par: Paralleli
         // SAFETY: the path is supported (`or_supported_below`); the caller guarantees the
         // views.
         unsafe { dot::run(&problem, kernels, threads) };
+        return;
+    }
+    if packing == Packing::Auto
+        && let Some(oriented) = columns::oriented(&problem, kernels)
+    {
+        // SAFETY: as above, and `oriented` came from `columns::oriented`.
+        unsafe { columns::run(&oriented, kernels, threads) };
         return;
     }
 

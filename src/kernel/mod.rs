@@ -5,6 +5,7 @@
 //! path's full `MR × NR`, so edge tiles run a kernel of their own size. [`Arch`] selects
 //! the path at run time.
 
+mod columns;
 mod dispatch;
 mod dot;
 mod lane;
@@ -13,6 +14,7 @@ mod peak;
 mod post;
 mod sets;
 
+pub(crate) use columns::{COLUMN_GROUP, ColumnSum, OuterProduct};
 pub use dispatch::Arch;
 pub(crate) use dot::{DOT_ROWS, DOT_RUNS};
 pub(crate) use microkernel::{Beta, CACHE_LINE_F32, Epilogue, TileArgs, prefetch};

@@ -1,6 +1,7 @@
 //! The micro-kernels of each path: tile sizes and a table of every edge-tile size, each a
 //! thin `#[target_feature]` wrapper around the generic body.
 
+use super::columns::{ColumnSum, OuterProduct, column_sum_body, outer_product_body};
 use super::dispatch::Arch;
 use super::dot::{DOT_CHAINS, DOT_ROWS, DOT_RUNS, dots_body};
 use super::lane::WideF32x8;
@@ -40,6 +41,12 @@ macro_rules! tile_table {
     };
 }
 
+/// A compiled sum of scaled columns (see [`column_sum_body`]).
+type ColumnSumFn = unsafe fn(&ColumnSum);
+
+/// A compiled outer product (see [`outer_product_body`]).
+type OuterProductFn = unsafe fn(&OuterProduct);
+
 /// A compiled post pass: `post(steps, c, col_stride, rows, cols)` applies `steps` in
 /// place to a stored tile with contiguous columns (see [`Post::apply_to_columns`]).
 type PostFn = unsafe fn(&Post, *mut f32, isize, usize, usize);
@@ -69,6 +76,10 @@ pub(crate) struct KernelSet {
     dot_block: DotBlockFn,
     /// The post pass over a stored tile.
     post: PostFn,
+    /// The sum of a few scaled columns into a column of C.
+    column_sum: ColumnSumFn,
+    /// The outer product of a column and a row into C.
+    outer_product: OuterProductFn,
     /// The same path with wider tiles, for C with few columns, from the least wide (see
     /// [`KernelSet::for_columns`]).
     wider: &'static [&'static KernelSet],
@@ -170,6 +181,30 @@ impl KernelSet {
         unsafe { (self.post)(post, c, col_stride, rows, cols) }
     }
 
+    /// Runs `args`: adds a few scaled columns of A into a column of C.
+    ///
+    /// # Safety
+    ///
+    /// `self` came from [`KernelSet::for_arch`] with a path the CPU supports, and the
+    /// contract of [`column_sum_body`] holds for `args`.
+    #[inline]
+    pub(crate) unsafe fn column_sum(&self, args: &ColumnSum) {
+        // SAFETY: the caller upholds the contract, and the CPU supports the path.
+        unsafe { (self.column_sum)(args) }
+    }
+
+    /// Runs `args`: writes the outer product of a column of A and a row of B into C.
+    ///
+    /// # Safety
+    ///
+    /// `self` came from [`KernelSet::for_arch`] with a path the CPU supports, and the
+    /// contract of [`outer_product_body`] holds for `args`.
+    #[inline]
+    pub(crate) unsafe fn outer_product(&self, args: &OuterProduct) {
+        // SAFETY: the caller upholds the contract, and the CPU supports the path.
+        unsafe { (self.outer_product)(args) }
+    }
+
     /// Runs the kernel for a tile of `vectors` vectors by `t.cols` columns.
     ///
     /// # Safety
@@ -240,6 +275,8 @@ static PORTABLE: KernelSet = KernelSet {
     dots: portable_dots,
     dot_block: portable_dot_block,
     post: portable_post,
+    column_sum: portable_column_sum,
+    outer_product: portable_outer_product,
     wider: &[],
 };
 
@@ -277,6 +314,22 @@ unsafe fn portable_post(post: &Post, c: *mut f32, col_stride: isize, rows: usize
 
 /// # Safety
 ///
+/// The contract of [`column_sum_body`]; the portable path runs on every CPU.
+unsafe fn portable_column_sum(args: &ColumnSum) {
+    // SAFETY: `wide` lanes need no run-time feature; the caller upholds the rest.
+    unsafe { column_sum_body::<WideF32x8>(args) }
+}
+
+/// # Safety
+///
+/// The contract of [`outer_product_body`]; the portable path runs on every CPU.
+unsafe fn portable_outer_product(args: &OuterProduct) {
+    // SAFETY: `wide` lanes need no run-time feature; the caller upholds the rest.
+    unsafe { outer_product_body::<WideF32x8>(args) }
+}
+
+/// # Safety
+///
 /// The contract of [`tile_body`]; the portable path runs on every CPU.
 unsafe fn portable_tile<const MV: usize, const NR: usize, const UNIT_B_COLS: bool>(
     t: &TileArgs,
@@ -300,6 +353,8 @@ static AVX2: KernelSet = KernelSet {
     dots: avx2_dots,
     dot_block: avx2_dot_block,
     post: avx2_post,
+    column_sum: avx2_column_sum,
+    outer_product: avx2_outer_product,
     wider: &[],
 };
 
@@ -329,6 +384,26 @@ unsafe fn avx2_dot_block(
 ) -> [[f32; DOT_RUNS]; DOT_ROWS] {
     // SAFETY: the caller guarantees AVX2 and FMA, and the rest of the contract.
     unsafe { dots_body::<Avx2F32x8, DOT_ROWS, 1>(rows, runs, k) }
+}
+
+/// # Safety
+///
+/// The CPU supports AVX2 and FMA, and the contract of [`column_sum_body`] holds.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn avx2_column_sum(args: &ColumnSum) {
+    // SAFETY: the caller guarantees AVX2 and FMA, and the rest of the contract.
+    unsafe { column_sum_body::<Avx2F32x8>(args) }
+}
+
+/// # Safety
+///
+/// The CPU supports AVX2 and FMA, and the contract of [`outer_product_body`] holds.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn avx2_outer_product(args: &OuterProduct) {
+    // SAFETY: the caller guarantees AVX2 and FMA, and the rest of the contract.
+    unsafe { outer_product_body::<Avx2F32x8>(args) }
 }
 
 /// # Safety
@@ -372,6 +447,8 @@ static AVX512: KernelSet = KernelSet {
     dots: avx512_dots,
     dot_block: avx512_dot_block,
     post: avx512_post,
+    column_sum: avx512_column_sum,
+    outer_product: avx512_outer_product,
     wider: &[&AVX512_WIDE, &AVX512_WIDER],
 };
 
@@ -389,6 +466,8 @@ static AVX512_WIDE: KernelSet = KernelSet {
     dots: avx512_dots,
     dot_block: avx512_dot_block,
     post: avx512_post,
+    column_sum: avx512_column_sum,
+    outer_product: avx512_outer_product,
     wider: &[],
 };
 
@@ -407,6 +486,8 @@ static AVX512_WIDER: KernelSet = KernelSet {
     dots: avx512_dots,
     dot_block: avx512_dot_block,
     post: avx512_post,
+    column_sum: avx512_column_sum,
+    outer_product: avx512_outer_product,
     wider: &[],
 };
 
@@ -436,6 +517,26 @@ unsafe fn avx512_dot_block(
 ) -> [[f32; DOT_RUNS]; DOT_ROWS] {
     // SAFETY: the caller guarantees AVX-512F, and the rest of the contract.
     unsafe { dots_body::<Avx512F32x16, DOT_ROWS, 1>(rows, runs, k) }
+}
+
+/// # Safety
+///
+/// The CPU supports AVX-512F, and the contract of [`column_sum_body`] holds.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn avx512_column_sum(args: &ColumnSum) {
+    // SAFETY: the caller guarantees AVX-512F, and the rest of the contract.
+    unsafe { column_sum_body::<Avx512F32x16>(args) }
+}
+
+/// # Safety
+///
+/// The CPU supports AVX-512F, and the contract of [`outer_product_body`] holds.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn avx512_outer_product(args: &OuterProduct) {
+    // SAFETY: the caller guarantees AVX-512F, and the rest of the contract.
+    unsafe { outer_product_body::<Avx512F32x16>(args) }
 }
 
 /// # Safety
