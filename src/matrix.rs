@@ -531,8 +531,10 @@ impl<'a> MatMut<'a> {
     ///
     /// [`Error::OutOfBounds`] when an element falls outside `data`, [`Error::Overflow`] when
     /// the shape or index arithmetic overflows, and [`Error::OverlappingOutput`] when two
-    /// elements would share an address (a zero stride on an axis longer than one, or strides
-    /// that interleave).
+    /// elements could share an address: a zero stride on an axis longer than one, or a
+    /// larger stride that does not step over the whole span of the other axis. That check
+    /// is conservative, so interleaved strides with distinct addresses (strides 3 and 2 on a
+    /// 2 × 2 view) are rejected too.
     pub fn from_strided(
         data: &'a mut [f32],
         offset: usize,

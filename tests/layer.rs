@@ -1217,7 +1217,7 @@ fn gradient_norm_matches_naive_sum() {
     let mut net = network_with_gradients(31);
     let norm = net.gradient_norm();
     assert!(norm > 0.0);
-    assert_relative_eq!(f64::from(norm), naive_norm(&net), max_relative = 1e-6);
+    assert_relative_eq!(norm, naive_norm(&net), max_relative = 1e-6);
 
     // Gradients of 1e30 square to more than f32::MAX, but the norm is finite.
     for (grad_weights, grad_bias) in net.gradients_mut() {
@@ -1232,11 +1232,7 @@ fn gradient_norm_matches_naive_sum() {
     }
     let count = gradients(&net).iter().flatten().count();
     let expected = 1e30 * (count as f64).sqrt();
-    assert_relative_eq!(
-        f64::from(net.gradient_norm()),
-        expected,
-        max_relative = 1e-6
-    );
+    assert_relative_eq!(net.gradient_norm(), expected, max_relative = 1e-6);
 }
 
 #[test]
@@ -1244,10 +1240,14 @@ fn clip_gradient_norm_scales_large_gradients() {
     let mut net = network_with_gradients(32);
     let before = gradients(&net);
     let norm = net.gradient_norm();
-    let max_norm = 0.25 * norm;
+    let max_norm = (0.25 * norm) as f32;
 
     assert_eq!(net.clip_gradient_norm(max_norm).unwrap(), norm);
-    assert_relative_eq!(net.gradient_norm(), max_norm, max_relative = 1e-5);
+    assert_relative_eq!(
+        net.gradient_norm(),
+        f64::from(max_norm),
+        max_relative = 1e-5
+    );
     for (clipped, original) in gradients(&net)
         .iter()
         .flatten()
@@ -1263,9 +1263,31 @@ fn clip_gradient_norm_keeps_small_gradients() {
     let before = gradients(&net);
     let norm = net.gradient_norm();
 
-    assert_eq!(net.clip_gradient_norm(norm).unwrap(), norm);
-    assert_eq!(net.clip_gradient_norm(2.0 * norm).unwrap(), norm);
+    // The f32 limit rounded up, so that the norm is at most the limit.
+    let limit = (norm as f32).next_up();
+    assert_eq!(net.clip_gradient_norm(limit).unwrap(), norm);
+    assert_eq!(net.clip_gradient_norm(2.0 * limit).unwrap(), norm);
     assert_eq!(gradients(&net), before);
+}
+
+#[test]
+fn clip_gradient_norm_above_f32_max() {
+    // Two gradients of 3e38 are finite, but their norm, 4.2e38, is above f32::MAX: it is
+    // still returned, and the gradients are still clipped.
+    let mut net = network_with_gradients(36);
+    for (grad_weights, grad_bias) in net.gradients_mut() {
+        grad_weights.into_mut_slice().unwrap().fill(0.0);
+        grad_bias.fill(0.0);
+    }
+    let (grad_weights, _) = net.gradients_mut().next().unwrap();
+    grad_weights.into_mut_slice().unwrap()[..2].fill(3e38);
+
+    let norm = net.clip_gradient_norm(1.0).unwrap();
+    assert_relative_eq!(norm, 3e38 * 2f64.sqrt(), max_relative = 1e-6);
+    assert_relative_eq!(net.gradient_norm(), 1.0, max_relative = 1e-6);
+    let first = &gradients(&net)[0];
+    assert_relative_eq!(first[0], 0.5f32.sqrt(), max_relative = 1e-6);
+    assert_relative_eq!(first[1], 0.5f32.sqrt(), max_relative = 1e-6);
 }
 
 #[test]
@@ -1275,7 +1297,7 @@ fn clip_gradient_norm_non_finite_unchanged() {
     grad_bias[1] = f32::INFINITY;
     let before = gradients(&net);
 
-    assert_eq!(net.clip_gradient_norm(1.0).unwrap(), f32::INFINITY);
+    assert_eq!(net.clip_gradient_norm(1.0).unwrap(), f64::INFINITY);
     assert_eq!(gradients(&net), before);
 
     let (_, grad_bias) = net.gradients_mut().next().unwrap();

@@ -106,6 +106,16 @@ fn overlapping_output_rejected() {
     assert!(matches!(err, Error::OverlappingOutput { .. }), "{err}");
     let err = MatMut::from_strided(&mut data, 0, 3, 1, 0, 5).unwrap_err();
     assert!(matches!(err, Error::OverlappingOutput { .. }), "{err}");
+
+    // Interleaved strides with distinct addresses (0, 2, 3, 5) are rejected too, and the
+    // message gives the rule.
+    let err = MatMut::from_strided(&mut data, 0, 2, 2, 3, 2).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "view: a 2 × 2 output view with strides (3, 2) is rejected: the larger stride must \
+         step over the whole span of the other axis, so that no two elements can share an \
+         address"
+    );
 }
 
 #[test]

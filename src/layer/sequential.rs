@@ -371,10 +371,11 @@ impl Sequential {
     }
 
     /// Returns the global L2 norm of the gradients: the square root of the sum of the
-    /// squares of every weight and bias gradient in every layer. The sum is taken in `f64`
-    /// so that large gradients do not overflow. The norm is infinite or NaN when a
-    /// gradient is.
-    pub fn gradient_norm(&self) -> f32 {
+    /// squares of every weight and bias gradient in every layer. The sum and the result are
+    /// `f64`, which can represent the norm of any finite `f32` gradients, even above
+    /// `f32::MAX`.
+    /// The norm is infinite or NaN only when a gradient is.
+    pub fn gradient_norm(&self) -> f64 {
         let sum_of_squares: f64 = self
             .layers
             .iter()
@@ -382,7 +383,7 @@ impl Sequential {
                 sum_of_squares(layer.grad_weights.as_slice()) + sum_of_squares(&layer.grad_bias)
             })
             .sum();
-        sum_of_squares.sqrt() as f32
+        sum_of_squares.sqrt()
     }
 
     /// Scales every gradient by the same factor so that their global norm
@@ -391,15 +392,16 @@ impl Sequential {
     /// they are. Call it between [`compute_gradients`](Sequential::compute_gradients) and
     /// [`apply_gradients`](Sequential::apply_gradients).
     ///
-    /// When the norm is infinite or NaN, the gradients stay unchanged and that norm is
-    /// returned, so that the caller can skip the update (scaling would turn every
-    /// gradient into zero or NaN).
+    /// When the norm is infinite or NaN, which happens only when a gradient is, the
+    /// gradients stay unchanged and that norm is returned, so that the caller can skip the
+    /// update (scaling would turn every gradient into zero or NaN). The scaling is done in
+    /// `f64`, so gradients near `f32::MAX` are scaled as accurately as small ones.
     ///
     /// # Errors
     ///
     /// [`Error::InvalidArgument`] naming `max_norm` when it is not finite or not
     /// positive; the gradients are then unchanged.
-    pub fn clip_gradient_norm(&mut self, max_norm: f32) -> Result<f32, Error> {
+    pub fn clip_gradient_norm(&mut self, max_norm: f32) -> Result<f64, Error> {
         if !(max_norm.is_finite() && max_norm > 0.0) {
             return Err(Error::InvalidArgument {
                 operand: "max_norm",
@@ -408,12 +410,13 @@ impl Sequential {
         }
 
         let norm = self.gradient_norm();
+        let max_norm = f64::from(max_norm);
         if norm.is_finite() && norm > max_norm {
-            let scale = (f64::from(max_norm) / f64::from(norm)) as f32;
+            let scale = max_norm / norm;
             for (grad_weights, grad_bias) in self.gradients_mut() {
                 let grad_weights = grad_weights.into_mut_slice().unwrap_or_default();
                 for g in grad_weights.iter_mut().chain(grad_bias) {
-                    *g *= scale;
+                    *g = (f64::from(*g) * scale) as f32;
                 }
             }
         }
