@@ -373,8 +373,7 @@ impl Sequential {
     /// Returns the global L2 norm of the gradients: the square root of the sum of the
     /// squares of every weight and bias gradient in every layer. The sum and the result are
     /// `f64`, which can represent the norm of any finite `f32` gradients, even above
-    /// `f32::MAX`.
-    /// The norm is infinite or NaN only when a gradient is.
+    /// `f32::MAX`. The norm is infinite or NaN only when a gradient is.
     pub fn gradient_norm(&self) -> f64 {
         let sum_of_squares: f64 = self
             .layers
