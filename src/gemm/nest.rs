@@ -420,16 +420,30 @@ impl Nest<'_> {
             };
 
             // With contiguous columns in C, the kernels store the block's row tiles
-            // plainly, and the post steps follow in one pass over all rows of each column
-            // micro-panel, right after its tiles. The pass chooses its steps once, where
-            // the kernel branches on them for each vector. It finds the micro-panel still
-            // in L1, which a whole block of 128 × 128 outgrows: one pass per block made
-            // the 128→10 backward at m = 128 5 % slower. The pass also covers a partial
-            // last row tile, which the kernel then stores from registers with a mask:
-            // with the steps in the kernel that tile went through its spill buffer, and
-            // the 100→10 backward at m = 128 ran at 68 GFLOP/s against 81 now.
+            // plainly, and the post steps follow in one pass over the first `pass_rows`
+            // rows of each column micro-panel, right after its tiles. The pass chooses its
+            // steps once, where the kernel branches on them for each vector. It finds the
+            // micro-panel still in L1, which a whole block of 128 × 128 outgrows: one pass
+            // per block made the 128→10 backward at m = 128 5 % slower.
+            //
+            // A partial last row tile joins the pass when other tiles come before it; the
+            // kernel then stores it from registers with a mask. With the steps in the
+            // kernel it goes through the spill buffer, and the 100→10 backward at m = 128
+            // ran at 68 GFLOP/s against 81. A partial tile alone keeps the steps in the
+            // kernel, because the pass would load each vector right after its masked
+            // store, which has to finish first: the 128→10 forward pass at m = 128 ran at
+            // 55 GFLOP/s that way against 61.
             let has_post = !step.epilogue.post.is_none();
-            let post_pass = has_post && problem.c.row_stride == 1;
+            let pass_rows = if has_post && problem.c.row_stride == 1 {
+                let (last_start, last_padded, last_valid) = row_tile(row_tiles.parts() - 1);
+                if last_valid == last_padded || row_tiles.parts() > 1 {
+                    block_rows
+                } else {
+                    last_start
+                }
+            } else {
+                0
+            };
             let mut epilogue = step.epilogue;
             with_buffer(&PACKED_A, depth * vectors * width, |buffer| {
                 let packed_a = buffer.as_mut_ptr();
@@ -486,7 +500,7 @@ impl Nest<'_> {
                         // in a profile as a stall: wide loads of narrower stores, which
                         // store forwarding cannot serve.
                         if has_post {
-                            epilogue.post = if post_pass {
+                            epilogue.post = if start < pass_rows {
                                 Post::NONE
                             } else {
                                 step.epilogue.post.at_tile(ic + start, step.jc + cols.start)
@@ -500,9 +514,9 @@ impl Nest<'_> {
                         unsafe { self.kernels.run(padded / width, &args, &epilogue) };
                     }
 
-                    if post_pass {
+                    if pass_rows > 0 {
                         let post = step.epilogue.post.at_tile(ic, step.jc + cols.start);
-                        // SAFETY: the block's `block_rows` rows and the micro-panel's
+                        // SAFETY: the block's first `pass_rows` rows and the micro-panel's
                         // columns lie inside C, only this task writes them, their columns
                         // are contiguous, and the kernels above have stored them.
                         unsafe {
@@ -510,7 +524,7 @@ impl Nest<'_> {
                                 &post,
                                 problem.c.at(ic, step.jc + cols.start),
                                 problem.c.col_stride,
-                                block_rows,
+                                pass_rows,
                                 cols.len(),
                             );
                         }
