@@ -772,6 +772,15 @@ fn sequential_and_parallel(
     (run(Parallelism::Sequential), run(par))
 }
 
+/// Asserts that a parallel result equals the sequential one bit for bit.
+fn assert_same_bits(sequential: &Matrix, parallel: &Matrix, context: &str) {
+    let bits = |m: &Matrix| m.as_slice().iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    assert!(
+        bits(sequential) == bits(parallel),
+        "{context} differs from sequential"
+    );
+}
+
 #[test]
 fn threads_bitwise_equal_sequential() {
     let flops = |m: usize, k: usize, n: usize| 2 * (m * k * n) as u64;
@@ -799,13 +808,10 @@ fn threads_bitwise_equal_sequential() {
                 Parallelism::Rayon(3),
             ] {
                 let (sequential, parallel) = sequential_and_parallel(path, m, k, n, par);
-                assert!(
-                    sequential
-                        .as_slice()
-                        .iter()
-                        .map(|x| x.to_bits())
-                        .eq(parallel.as_slice().iter().map(|x| x.to_bits())),
-                    "{path:?} {m}x{k}x{n} {par:?} differs from sequential"
+                assert_same_bits(
+                    &sequential,
+                    &parallel,
+                    &format!("{path:?} {m}x{k}x{n} {par:?}"),
                 );
             }
         }
@@ -944,13 +950,10 @@ fn vector_products_threads_bitwise_equal() {
             let sequential = run(Parallelism::Sequential);
             for par in [Parallelism::Rayon(2), Parallelism::Rayon(3)] {
                 let parallel = run(par);
-                assert!(
-                    sequential
-                        .as_slice()
-                        .iter()
-                        .map(|x| x.to_bits())
-                        .eq(parallel.as_slice().iter().map(|x| x.to_bits())),
-                    "{arch:?} {m}x{k}x{n} {par:?} differs from sequential"
+                assert_same_bits(
+                    &sequential,
+                    &parallel,
+                    &format!("{arch:?} {m}x{k}x{n} {par:?}"),
                 );
             }
         }
