@@ -324,8 +324,8 @@ const COPY_CHUNK: usize = 16;
 
 /// Copies `len` elements, a micro-panel column or row of at most a few dozen, in fixed-size
 /// chunks that compile to inline vector moves instead of a `memcpy` call per column. The
-/// tail goes in chunks of 8, 4, 2 and 1, so a row of an 8-wide B
-/// micro-panel is one 32-byte move rather than 8 scalar ones.
+/// tail goes in chunks of 8, 4, 2 and 1, so a row of an 8-wide B micro-panel is one
+/// 32-byte move rather than 8 scalar ones.
 ///
 /// # Safety
 ///

@@ -268,8 +268,8 @@ unsafe fn store_tile<L: Lane, const MV: usize, const NR: usize>(
         let last_valid = t.rows - full_vectors_below;
         match epilogue.beta {
             // SAFETY (both arms): the tile has NR contiguous columns of `rows` elements,
-            // the last vector of each has `last_valid` of them, and the caller's contract
-            // on C holds; `acc` proves support for `L`.
+            // and the last vector of each has `last_valid` of them. The caller's contract
+            // on C holds, and `acc` proves support for `L`.
             Beta::Zero => unsafe {
                 return store_plain_tile::<L, MV, NR, false>(acc, t, alpha, last_valid);
             },
@@ -326,9 +326,9 @@ unsafe fn store_tile<L: Lane, const MV: usize, const NR: usize>(
 
 /// Writes a tile of NR contiguous columns as `α·acc`, or as `α·acc + C` when `ADD_C`
 /// (β = 1). The last of the MV vectors of each column has `last_valid` rows inside the
-/// tile, and a partial one is masked: a short row tile at the bottom of C then stores
-/// from the registers instead of through the spill buffer, which made 128×10×126 AB
-/// take half again as long as 128×10×128. `ADD_C` is a const parameter rather than a
+/// tile, and a partial one is masked. A short row tile at the bottom of C then stores
+/// from the registers. Through the spill buffer, 128×10×126 AB took half again as long
+/// as 128×10×128. `ADD_C` is a const parameter rather than a
 /// closure because closures are compiled without the target features of the path's
 /// wrapper, so their vector operations may become calls.
 ///

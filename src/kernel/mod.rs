@@ -2,8 +2,9 @@
 //!
 //! One generic body ([`microkernel::tile_body`]) is compiled once per instruction set
 //! inside a thin `#[target_feature]` wrapper, for every tile size from `1 × 1` up to the
-//! path's full `MR × NR`, so edge tiles run a kernel of their own size. [`Arch`] selects
-//! the path at run time.
+//! path's full `MR × NR`, so edge tiles run a kernel of their own size. The dot products
+//! (`dot`), the sums of scaled columns (`columns`) and the post pass (`post`) are compiled
+//! the same way. [`Arch`] selects the path at run time.
 
 mod columns;
 mod dispatch;
