@@ -79,15 +79,16 @@ const OUTER_C_L2_SHARE: f64 = 0.5;
 pub(crate) unsafe fn run(problem: &Problem, kernels: &KernelSet, threads: usize) {
     // Tasks take columns of an outer product, or rows of a matrix–vector product in
     // multiples of [`ROWS_ALIGN`].
-    let (lines, line_len) = if problem.k == 1 {
+    let (len, line_len) = if problem.k == 1 {
         (problem.n, 1)
     } else {
-        (problem.m.div_ceil(ROWS_ALIGN), ROWS_ALIGN)
+        (problem.m, ROWS_ALIGN)
     };
+    let lines = len.div_ceil(line_len);
     let tasks = EvenSplit::into_parts(lines, threads.clamp(1, lines));
     let task = |index: usize| {
         let part = tasks.part(index);
-        let range = part.start * line_len..(part.end * line_len).min(problem.m.max(problem.n));
+        let range = part.start * line_len..(part.end * line_len).min(len);
         // SAFETY: tasks write disjoint columns or rows of C; the rest is the caller's
         // contract.
         unsafe {
