@@ -70,8 +70,9 @@ pub trait Optimizer {
     /// many threads as `par` allows. The result must not depend on `par`.
     ///
     /// The provided method calls `update` on the calling thread. [`Sgd`] and [`Adam`]
-    /// update long tensors in chunks on rayon tasks, since each element's update depends
-    /// on that element alone, and their `update` calls this method. An implementation
+    /// update tensors of at least 2 × 65,536 elements in chunks of at least 65,536 on
+    /// rayon tasks, since each element's update depends on that element alone, and their
+    /// `update` calls this method. An implementation
     /// that does not override this method must not do the same, or the two would call
     /// each other without end. [`Sequential::train_step`](super::Sequential::train_step)
     /// calls this method with the network's parallelism.
