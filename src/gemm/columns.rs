@@ -11,7 +11,6 @@ use std::ops::Range;
 
 use rayon::prelude::*;
 
-use super::blocking::CacheSizes;
 use super::operand::Problem;
 use super::split::EvenSplit;
 use crate::kernel::{Beta, COLUMN_GROUP, ColumnSum, KernelSet, OuterProduct, Post};
@@ -27,43 +26,23 @@ const CHUNK_ROWS: usize = 4096;
 /// A matrix times a vector qualifies when C's column is longer than one full tile of the
 /// loop nest, or ends in a partial vector, which the loop nest would pack: a column of
 /// whole vectors that one tile covers keeps its sums in registers there (1×1024×64 AB ran
-/// at 48 GFLOP/s on the loop nest and 34 here, 1×300×100 AB at 20 and 38). An outer
-/// product qualifies when C fits in [`OUTER_C_L2_SHARE`] of L2 and its columns are long
-/// or few (see [`OUTER_MIN_ROWS`]).
+/// at 48 GFLOP/s on the loop nest and 34 here, 1×300×100 AB at 20 and 38). Every outer
+/// product qualifies. On one AVX-512 core, with C row-major, the shapes timed whose
+/// columns have 128 rows or fewer ran 1.13 to 1.24 times as fast here as on the loop nest
+/// (256×1×64 AB at 22.2 GFLOP/s against 18.5), and those whose C outgrows L2 1.02 to 1.09
+/// times (1024×1×1024 AB at 12.4 against 12.2).
 pub(crate) fn oriented(problem: &Problem, kernels: &KernelSet) -> Option<Problem> {
-    let l2 = CacheSizes::detected().l2;
     let serves = |p: &Problem| {
         let contiguous = p.a.row_stride == 1 && p.c.row_stride == 1;
         let matrix_vector =
             p.n == 1 && (p.m > kernels.mr() || !p.m.is_multiple_of(kernels.lane_width));
-        let c_bytes = p.m.saturating_mul(p.n).saturating_mul(size_of::<f32>());
-        let outer = p.k == 1
-            && (p.m >= OUTER_MIN_ROWS || p.n <= OUTER_SHORT_MAX_COLS)
-            && (c_bytes as f64) <= l2 as f64 * OUTER_C_L2_SHARE;
-        contiguous && (matrix_vector || outer)
+        contiguous && (matrix_vector || p.k == 1)
     };
     [*problem, problem.t()]
         .into_iter()
         .filter(serves)
         .max_by_key(|p| p.m)
 }
-
-/// Shortest column of C for which an outer product takes this path with any number of
-/// columns. Shorter columns take it when there are at most [`OUTER_SHORT_MAX_COLS`] of
-/// them. Timed on one AVX-512 core against the loop nest, with C row-major, columns of
-/// 256 or 1024 rows ran 1.08 to 1.66 times as fast for 16 to 1024 columns. Columns of 16
-/// or 64 rows ran 1.07 to 1.89 times as fast for up to 64 columns, but 0.72 to 0.89 times
-/// for 256 or 1024 of them, because the loop nest's 64-row tiles fit such columns.
-const OUTER_MIN_ROWS: usize = 128;
-
-/// Most columns of C for which an outer product with short columns takes this path (see
-/// [`OUTER_MIN_ROWS`]).
-const OUTER_SHORT_MAX_COLS: usize = 64;
-
-/// Share of L2 that C of an outer product may fill on this path. A larger C is written
-/// back to L3 or memory, where the loop nest's order of stores timed faster: 1024×1×1024
-/// AB at 12.7 against 9.8 GFLOP/s on one AVX-512 core.
-const OUTER_C_L2_SHARE: f64 = 0.5;
 
 /// Computes `C ← α·A·B + β·C` for a problem from [`oriented`], then the problem's
 /// element-wise steps, with up to `threads` rayon tasks. With `β = 0`, C is never read.
