@@ -118,9 +118,13 @@ unsafe fn outer_product_columns(problem: &Problem, kernels: &KernelSet, cols: Ra
     // SAFETY: A's column and each of these columns of C are `m` adjacent elements
     // (`oriented`), and only this task writes the latter.
     unsafe { kernels.outer_product(&args) };
-    for j in cols {
-        // SAFETY: as above, and the caller guarantees the steps' pointers.
-        unsafe { apply_post(problem, kernels, 0..problem.m, j) };
+
+    // Tested once here: a comparison per column took 17 % of 4096×1×64 AB.
+    if problem.post != Post::NONE {
+        for j in cols {
+            // SAFETY: as above, and the caller guarantees the steps' pointers.
+            unsafe { apply_post(problem, kernels, 0..problem.m, j) };
+        }
     }
 }
 

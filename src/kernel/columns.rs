@@ -186,12 +186,13 @@ unsafe fn outer_vectors<L: Lane, const G: usize, const START: u8, const FULL: bo
         let a = load::<L, FULL>(args.a.add(i), valid);
         for (column, coeff) in columns.iter().zip(coeffs) {
             let dst = column.add(i);
-            let start = match START {
-                START_ZERO => L::zero(),
-                START_C => load::<L, FULL>(dst, valid),
-                _ => load::<L, FULL>(dst, valid).mul(beta),
+            // Without C, the product alone: on lanes without FMA an add of zero would
+            // cost an instruction per vector.
+            let out = match START {
+                START_ZERO => a.mul(*coeff),
+                START_C => a.mul_add(*coeff, load::<L, FULL>(dst, valid)),
+                _ => a.mul_add(*coeff, load::<L, FULL>(dst, valid).mul(beta)),
             };
-            let out = a.mul_add(*coeff, start);
             if FULL {
                 out.store(dst);
             } else {
