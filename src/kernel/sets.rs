@@ -82,9 +82,9 @@ pub(crate) struct KernelSet {
     /// lanes for it, because it only multiplies and stores. On an AVX-512 core they wrote
     /// a C larger than L1 15 to 30 % faster than 512-bit or 256-bit lanes. 256×1×784 AᵀB
     /// ran at 24.6 GFLOP/s with AVX-512 lanes, 26.5 with AVX2 lanes and 27.8 with portable
-    /// ones, and 128×1×1024 AB at 19.5, 23.2 and 25.0. That is level
-    /// with the gemm crate, whose outer-product loop also stores 128 bits at a time. A C
-    /// that fits in L1 (10×1×128) lost 8 %.
+    /// ones, and 128×1×1024 AB at 19.5, 23.2 and 25.0. That is level with the gemm
+    /// crate, whose outer-product loop also stores 128 bits at a time. A C that fits in L1
+    /// (10×1×128) lost 8 %.
     /// NOTE: the cause is not known, and other cores were not timed.
     outer_product: OuterProductFn,
     /// The same path with wider tiles, for C with few columns, from the least wide (see
