@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use densegrad::{Activation, Error, MatMut, Matrix, reference};
+use densegrad::{Activation, MatMut, Matrix, reference};
 use proptest::prelude::*;
 
 const ALL: [Activation; 7] = [
@@ -204,16 +204,7 @@ fn backward_shape_mismatch_names_delta() {
     let err = Activation::Tanh
         .backward(a.as_ref(), delta.as_mut())
         .unwrap_err();
-    assert!(
-        matches!(
-            err,
-            Error::ShapeMismatch {
-                operand: "delta",
-                ..
-            }
-        ),
-        "{err}"
-    );
+    assert_shape_mismatch(&err, "delta");
 }
 
 #[test]

@@ -6,7 +6,7 @@ mod common;
 use std::collections::HashMap;
 
 use approx::assert_relative_eq;
-use common::{assert_invalid_argument, build_network, random_matrix};
+use common::{assert_invalid_argument, assert_shape_mismatch, build_network, random_matrix};
 use densegrad::layer::{
     ARCHITECTURE_KEY, Adam, Dense, Init, Loss, Optimizer, Sequential, Sgd, Targets,
 };
@@ -1073,16 +1073,7 @@ fn compute_gradients_changes_no_parameter() {
     let err = net
         .compute_gradients(x.as_ref(), Targets::Dense(short))
         .unwrap_err();
-    assert!(
-        matches!(
-            err,
-            Error::ShapeMismatch {
-                operand: "targets",
-                ..
-            }
-        ),
-        "{err}"
-    );
+    assert_shape_mismatch(&err, "targets");
     assert_eq!(gradients(&net), computed);
     assert_eq!(parameters(&net), before);
 }

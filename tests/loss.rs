@@ -369,16 +369,7 @@ fn shape_mismatches_name_operand() {
     let err =
         loss::softmax_cross_entropy(z.as_ref(), Targets::Dense(wrong.as_ref()), grad.as_mut())
             .unwrap_err();
-    assert!(
-        matches!(
-            err,
-            Error::ShapeMismatch {
-                operand: "targets",
-                ..
-            }
-        ),
-        "{err}"
-    );
+    assert_shape_mismatch(&err, "targets");
 }
 
 #[test]

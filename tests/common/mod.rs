@@ -203,6 +203,14 @@ pub fn build_network(
     Sequential::new(layers, loss).unwrap()
 }
 
+/// Asserts that `err` is [`Error::ShapeMismatch`] naming `operand`.
+pub fn assert_shape_mismatch(err: &Error, operand: &str) {
+    assert!(
+        matches!(err, Error::ShapeMismatch { operand: o, .. } if *o == operand),
+        "expected a shape mismatch of `{operand}`, got {err}"
+    );
+}
+
 /// Asserts that `err` is [`Error::InvalidArgument`] naming `operand`.
 pub fn assert_invalid_argument(err: &Error, operand: &str) {
     assert!(
