@@ -16,7 +16,7 @@
 
 use densegrad::loss::{self, Targets};
 use densegrad::{
-    Activation, DenseGrads, Error, GradMode, MatRef, Matrix, Parallelism, dense_backward,
+    Activation, DenseGrads, Error, GradMode, MatMut, MatRef, Matrix, Parallelism, dense_backward,
     dense_forward,
 };
 use rand::{Rng, SeedableRng};
@@ -49,6 +49,33 @@ impl Layer {
             grad_weights: Matrix::zeros(n_out, n_in),
             grad_bias: vec![0.0; n_out],
         }
+    }
+
+    /// Writes (or with `GradMode::Accumulate` adds) this layer's gradients for `delta` and
+    /// its `input`, and the error of the layer below into `input_delta` when given.
+    fn backward(
+        &mut self,
+        delta: MatRef<'_>,
+        input: MatRef<'_>,
+        input_activation: Activation,
+        input_delta: Option<MatMut<'_>>,
+        mode: GradMode,
+    ) -> Result<(), Error> {
+        let grads = DenseGrads {
+            weights: self.grad_weights.as_mut(),
+            bias: &mut self.grad_bias,
+            mode,
+        };
+        let par = Parallelism::Sequential;
+        dense_backward(
+            delta,
+            input,
+            self.weights.as_ref(),
+            input_activation,
+            grads,
+            input_delta,
+            par,
+        )
     }
 
     /// Takes one SGD step with the gradients the backward passes left.
@@ -107,7 +134,6 @@ fn accumulate(
     share: f32,
     mode: GradMode,
 ) -> Result<f32, Error> {
-    let par = Parallelism::Sequential;
     let (hidden, logits) = forward(layers, x)?;
 
     // δ of the output layer: the loss gradient, which carries this micro-batch's 1/m,
@@ -120,36 +146,16 @@ fn accumulate(
     // The output layer, which also writes δ of the hidden layer: (δ·W) ∘ ReLU'(hidden).
     let mut hidden_delta = Matrix::zeros(x.rows(), HIDDEN);
     let [first, second] = layers;
-    let grads = DenseGrads {
-        weights: second.grad_weights.as_mut(),
-        bias: &mut second.grad_bias,
-        mode,
-    };
-    dense_backward(
+    second.backward(
         delta.as_ref(),
         hidden.as_ref(),
-        second.weights.as_ref(),
         Activation::Relu,
-        grads,
         Some(hidden_delta.as_mut()),
-        par,
+        mode,
     )?;
 
     // The first layer: its input is data, so it needs no δ below it.
-    let grads = DenseGrads {
-        weights: first.grad_weights.as_mut(),
-        bias: &mut first.grad_bias,
-        mode,
-    };
-    dense_backward(
-        hidden_delta.as_ref(),
-        x,
-        first.weights.as_ref(),
-        Activation::Identity,
-        grads,
-        None,
-        par,
-    )?;
+    first.backward(hidden_delta.as_ref(), x, Activation::Identity, None, mode)?;
     Ok(loss)
 }
 
