@@ -25,9 +25,9 @@ const CHUNK_ROWS: usize = 4096;
 ///
 /// A matrix times a vector qualifies when C's column is longer than one full tile of the
 /// loop nest, or ends in a partial vector, which the loop nest would pack. A column of
-/// whole vectors that one tile covers keeps its sums in registers on the loop nest, so
-/// it stays there: 1×1024×64 AB ran at 48 GFLOP/s on the loop nest and 34 here, while
-/// 1×300×100 AB ran at 20 and 38. Every outer
+/// whole vectors that one tile covers stays on the loop nest, which keeps its sums in
+/// registers: 1×1024×64 AB ran at 48 GFLOP/s there and at 34 here. 1×300×100 AB ran at
+/// 20 on the loop nest and at 38 here. Every outer
 /// product qualifies. On one AVX-512 core, with C row-major, the shapes timed whose
 /// columns have 128 rows or fewer ran 1.13 to 1.24 times as fast here as on the loop nest
 /// (256×1×64 AB at 22.2 GFLOP/s against 18.5), and those whose C outgrows L2 1.02 to 1.09
