@@ -29,9 +29,9 @@ const CHUNK_ROWS: usize = 4096;
 /// registers: 1×1024×64 AB ran at 48 GFLOP/s there and at 34 here. 1×300×100 AB ran at
 /// 20 on the loop nest and at 38 here. Every outer
 /// product qualifies. On one AVX-512 core, with C row-major, the shapes timed whose
-/// columns have 128 rows or fewer ran 1.13 to 1.24 times as fast here as on the loop nest
-/// (256×1×64 AB at 22.2 GFLOP/s against 18.5), and those whose C outgrows L2 1.02 to 1.09
-/// times (1024×1×1024 AB at 12.4 against 12.2).
+/// columns have 128 rows or fewer ran 1.13 to 1.24 times as fast here as on the loop
+/// nest: 256×1×64 AB at 22.2 GFLOP/s against 18.5. Those whose C outgrows L2 ran 1.02 to
+/// 1.09 times as fast: 1024×1×1024 AB at 12.4 against 12.2.
 pub(crate) fn oriented(problem: &Problem, kernels: &KernelSet) -> Option<Problem> {
     let serves = |p: &Problem| {
         let contiguous = p.a.row_stride == 1 && p.c.row_stride == 1;
