@@ -105,11 +105,13 @@ unsafe fn outer_product_columns(problem: &Problem, kernels: &KernelSet, cols: Ra
         return;
     }
     let args = OuterProduct {
-        // SAFETY: (0, 0) is inside A, (0, cols.start) inside B and C.
+        // SAFETY: (0, 0) is inside A.
         a: unsafe { problem.a.at(0, 0) },
+        // SAFETY: `cols` is a non-empty range of columns inside B, which has one row.
         b: unsafe { problem.b.at(0, cols.start) },
         b_stride: problem.b.col_stride,
         alpha: problem.alpha,
+        // SAFETY: the same column is inside C.
         c: unsafe { problem.c.at(0, cols.start) },
         c_col_stride: problem.c.col_stride,
         rows: problem.m,
@@ -144,11 +146,13 @@ unsafe fn matrix_vector_rows(problem: &Problem, kernels: &KernelSet, rows: Range
             *coeff = problem.alpha * unsafe { *problem.b.at(first_col + q, 0) };
         }
         let args = ColumnSum {
-            // SAFETY: (rows.start, first_col) is inside A, and (rows.start, 0) inside C.
+            // SAFETY: (rows.start, first_col) is inside A: `rows` is a non-empty range of
+            // C's rows, which A shares, and `first_col < k`.
             a: unsafe { problem.a.at(rows.start, first_col) },
             a_col_stride: problem.a.col_stride,
             coeffs,
             columns,
+            // SAFETY: (rows.start, 0) is inside C, whose one column has these rows.
             c: unsafe { problem.c.at(rows.start, 0) },
             rows: rows.len(),
             beta: if first_col == 0 {
