@@ -959,3 +959,56 @@ fn vector_products_threads_bitwise_equal() {
         }
     }
 }
+
+#[test]
+fn operands_line_offsets_bitwise_equal() {
+    // Whether A is read in place or packed depends on where its columns start within a
+    // cache line, and on its row tiles. So the same product from operands at each of the
+    // 16 element offsets in a line may take either route. Both add the products of each
+    // element in the same order: every offset must give the same bits, and the first
+    // must match the reference. The shapes have one, two and four row tiles of the
+    // AVX-512 kernels, with A small enough for L1d.
+    const LINE: usize = 16;
+    let mut rng = Rng(0xa119_0ff5_e7a1_0003);
+    for (m, k, n) in [(64, 64, 64), (128, 10, 128), (256, 40, 256), (200, 24, 72)] {
+        let a = Matrix::from_fn(m, k, |_, _| rng.value());
+        let b = Matrix::from_fn(k, n, |_, _| rng.value());
+        // Both operands at `offset` elements into slices of their own, row-major.
+        let shifted = |matrix: &Matrix, offset: usize| {
+            let mut data = vec![f32::NAN; offset];
+            data.extend_from_slice(matrix.as_slice());
+            data
+        };
+        for arch in Arch::supported() {
+            let mut first: Option<Matrix> = None;
+            for offset in 0..LINE {
+                let (a_data, b_data) = (shifted(&a, offset), shifted(&b, offset));
+                let a_view = MatRef::from_strided(&a_data, offset, m, k, k as isize, 1).unwrap();
+                let b_view = MatRef::from_strided(&b_data, offset, k, n, n as isize, 1).unwrap();
+                let mut c = Matrix::from_fn(m, n, |_, _| f32::NAN);
+                gemm_with_arch(
+                    arch,
+                    1.0,
+                    a_view,
+                    b_view,
+                    0.0,
+                    c.as_mut(),
+                    Parallelism::Sequential,
+                )
+                .unwrap();
+                let context = format!("{arch:?} {m}x{k}x{n} offset {offset}");
+                match &first {
+                    None => {
+                        let mut expected = Matrix::zeros(m, n);
+                        reference::gemm(1.0, a.as_ref(), b.as_ref(), 0.0, expected.as_mut())
+                            .unwrap();
+                        let c_before = Matrix::zeros(m, n);
+                        assert_close(&context, &c, &expected, a_view, b_view, 1.0, 0.0, &c_before);
+                        first = Some(c);
+                    }
+                    Some(first) => assert_same_bits(first, &c, &context),
+                }
+            }
+        }
+    }
+}

@@ -1,5 +1,6 @@
 //! Raw strided operands of one GEMM problem, shareable across the threads of a call.
 
+use crate::kernel::CACHE_LINE_F32;
 use crate::kernel::{Beta, Post};
 use crate::matrix::{MatMut, MatRef};
 
@@ -27,6 +28,19 @@ impl Operand {
             col_stride: self.row_stride,
             ..self
         }
+    }
+
+    /// Returns whether every column starts on a cache line: the first element's address
+    /// is a multiple of the line size, and the column stride a multiple of its elements.
+    /// Vector loads down such a column, at whole vectors from its start, never span two
+    /// lines.
+    pub(crate) fn columns_line_aligned(&self) -> bool {
+        let line_bytes = CACHE_LINE_F32 * size_of::<f32>();
+        (self.ptr as usize).is_multiple_of(line_bytes)
+            && self
+                .col_stride
+                .unsigned_abs()
+                .is_multiple_of(CACHE_LINE_F32)
     }
 
     /// Pointer to element (i, j).
