@@ -1310,3 +1310,121 @@ fn clip_gradient_norm_bad_max_norm() {
         assert_eq!(gradients(&net), before);
     }
 }
+
+#[test]
+fn accumulate_gradients_one_part_equals_compute() {
+    // A micro-batch that is the whole batch, added to zeroed gradients, gives the
+    // gradients of compute_gradients bit for bit.
+    let mut rng = ChaCha8Rng::seed_from_u64(31);
+    let x = random_matrix(&mut rng, 9, 4);
+    let classes: Vec<usize> = (0..9).map(|_| rng.random_range(0..3)).collect();
+    let targets = Targets::Classes(&classes);
+    let mut computed = network(&[4, 6, 3], Activation::Relu, Loss::SoftmaxCrossEntropy, 31);
+    let mut accumulated = computed.clone();
+
+    let loss = computed.compute_gradients(x.as_ref(), targets).unwrap();
+    accumulated.compute_gradients(x.as_ref(), targets).unwrap();
+    accumulated.zero_gradients();
+    assert!(gradients(&accumulated).iter().flatten().all(|&g| g == 0.0));
+    let part_loss = accumulated
+        .accumulate_gradients(x.as_ref(), targets, 9)
+        .unwrap();
+    assert_eq!(part_loss.to_bits(), loss.to_bits());
+    assert_eq!(gradients(&accumulated), gradients(&computed));
+}
+
+#[test]
+fn accumulate_gradients_parts_match_whole_batch() {
+    // 37 rows in parts of 16, 16 and 5, for each loss and on one and two threads: the
+    // summed gradients match those of the whole batch, and the weighted losses its loss.
+    let (m, n_in, n_out) = (37, 5, 3);
+    let parts = [(0, 16), (16, 16), (32, 5)];
+    let mut rng = ChaCha8Rng::seed_from_u64(32);
+    let x = random_matrix(&mut rng, m, n_in);
+    let classes: Vec<usize> = (0..m).map(|_| rng.random_range(0..n_out)).collect();
+    let y = random_matrix(&mut rng, m, n_out);
+    let probabilities = Matrix::from_fn(m, n_out, |i, j| 0.5 + 0.5 * y.get(i, j).unwrap());
+
+    for loss in [
+        Loss::SoftmaxCrossEntropy,
+        Loss::BinaryCrossEntropy,
+        Loss::MeanSquaredError,
+    ] {
+        let targets_of = |rows: (usize, usize)| match loss {
+            Loss::SoftmaxCrossEntropy => Targets::Classes(&classes[rows.0..rows.0 + rows.1]),
+            Loss::BinaryCrossEntropy => Targets::Dense(
+                probabilities
+                    .as_ref()
+                    .submatrix(rows.0, 0, rows.1, n_out)
+                    .unwrap(),
+            ),
+            Loss::MeanSquaredError => {
+                Targets::Dense(y.as_ref().submatrix(rows.0, 0, rows.1, n_out).unwrap())
+            }
+        };
+        for par in [Parallelism::Sequential, Parallelism::Rayon(2)] {
+            let mut whole = network(&[n_in, 8, n_out], Activation::Tanh, loss, 33);
+            whole.set_parallelism(par);
+            let mut net = whole.clone();
+            let whole_loss = whole
+                .compute_gradients(x.as_ref(), targets_of((0, m)))
+                .unwrap();
+
+            net.zero_gradients();
+            let mut loss_sum = 0.0f64;
+            for rows in parts {
+                let part = x.as_ref().submatrix(rows.0, 0, rows.1, n_in).unwrap();
+                let part_loss = net.accumulate_gradients(part, targets_of(rows), m).unwrap();
+                loss_sum += f64::from(part_loss) * rows.1 as f64 / m as f64;
+            }
+            let context = format!("{loss:?} {par:?}");
+            assert_relative_eq!(loss_sum as f32, whole_loss, max_relative = 1e-5);
+            for (g, w) in gradients(&net)
+                .iter()
+                .flatten()
+                .zip(gradients(&whole).iter().flatten())
+            {
+                assert!(
+                    (g - w).abs() <= 1e-6 * (1.0 + w.abs()),
+                    "{context}: {g} against {w}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn accumulate_gradients_bad_input_changes_nothing() {
+    let mut rng = ChaCha8Rng::seed_from_u64(34);
+    let x = random_matrix(&mut rng, 6, 4);
+    let y = random_matrix(&mut rng, 6, 2);
+    let mut net = network(&[4, 5, 2], Activation::Tanh, Loss::MeanSquaredError, 34);
+    net.compute_gradients(x.as_ref(), Targets::Dense(y.as_ref()))
+        .unwrap();
+    let (before, computed) = (parameters(&net), gradients(&net));
+
+    let err = net
+        .accumulate_gradients(x.as_ref(), Targets::Dense(y.as_ref()), 5)
+        .unwrap_err();
+    assert_invalid_argument(&err, "total_rows");
+    assert!(
+        err.to_string().contains("5 is fewer than the 6 rows"),
+        "{err}"
+    );
+
+    let short = y.as_ref().submatrix(0, 0, 5, 2).unwrap();
+    let err = net
+        .accumulate_gradients(x.as_ref(), Targets::Dense(short), 12)
+        .unwrap_err();
+    assert_shape_mismatch(&err, "targets");
+
+    let empty = x.as_ref().submatrix(0, 0, 0, 4).unwrap();
+    let no_targets = y.as_ref().submatrix(0, 0, 0, 2).unwrap();
+    let err = net
+        .accumulate_gradients(empty, Targets::Dense(no_targets), 12)
+        .unwrap_err();
+    assert_invalid_argument(&err, "x");
+
+    assert_eq!(gradients(&net), computed);
+    assert_eq!(parameters(&net), before);
+}

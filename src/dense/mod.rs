@@ -22,6 +22,8 @@ pub enum GradMode {
     /// Add to the existing gradients, to accumulate over several micro-batches. A loss
     /// writes `δ` with the `1/m` of its own rows, so for the mean over the whole batch
     /// scale each micro-batch's `δ` by its share of the rows, `m_micro / m`.
+    /// [`Sequential::accumulate_gradients`](crate::layer::Sequential::accumulate_gradients)
+    /// does this for a whole network.
     Accumulate,
 }
 

@@ -281,7 +281,7 @@ impl Sequential {
         // tensor, so from here on nothing fails and the step changes the gradients, the
         // parameters and the optimiser's state together.
         self.begin_update(optimizer)?;
-        self.backward(x)?;
+        self.backward(x, GradMode::Overwrite)?;
         self.update(optimizer)?;
         Ok(loss)
     }
@@ -296,9 +296,8 @@ impl Sequential {
     ///
     /// `compute_gradients` followed by `apply_gradients` gives the same parameters, bit for
     /// bit, as one `train_step`. Each call overwrites the gradients. To add up those of
-    /// several batches, copy each batch's gradients out, weighted by its share of all the
-    /// rows (the loss is a mean over rows), and write the sum back through
-    /// `gradients_mut`.
+    /// several micro-batches instead, see
+    /// [`accumulate_gradients`](Sequential::accumulate_gradients).
     ///
     /// ```
     /// use densegrad::layer::{Dense, Init, Loss, Sequential, Sgd, Targets};
@@ -336,8 +335,104 @@ impl Sequential {
     /// unchanged.
     pub fn compute_gradients(&mut self, x: MatRef<'_>, targets: Targets<'_>) -> Result<f32, Error> {
         let loss = self.forward_loss(x, targets)?;
-        self.backward(x)?;
+        self.backward(x, GradMode::Overwrite)?;
         Ok(loss)
+    }
+
+    /// Adds the gradients of the micro-batch `x` to those each layer contains, as one part
+    /// of a batch of `total_rows` rows, and returns the micro-batch's mean loss.
+    ///
+    /// The loss of a batch is the mean over its rows, so a micro-batch of `m` rows counts
+    /// with the weight `m / total_rows`. Start with
+    /// [`zero_gradients`](Sequential::zero_gradients) and call this method once for each
+    /// micro-batch of a batch. The gradients are then those that
+    /// [`compute_gradients`](Sequential::compute_gradients) computes on the whole batch, to
+    /// rounding, since the sums run in another order. The mean loss of the batch is the
+    /// sum of the returned losses weighted the same way. Then
+    /// [`apply_gradients`](Sequential::apply_gradients) takes the step. A batch too large
+    /// for memory, or for the buffers of the forward pass, can train this way in pieces.
+    ///
+    /// ```
+    /// use densegrad::layer::{Dense, Init, Loss, Sequential, Sgd, Targets};
+    /// use densegrad::{Activation, MatRef};
+    /// use densegrad::rand::SeedableRng;
+    /// use densegrad::rand_chacha::ChaCha8Rng;
+    ///
+    /// let mut rng = ChaCha8Rng::seed_from_u64(5);
+    /// let mut net = Sequential::new(
+    ///     vec![
+    ///         Dense::new(2, 8, Activation::Tanh, Init::XavierUniform, &mut rng)?,
+    ///         Dense::new(8, 1, Activation::Identity, Init::XavierUniform, &mut rng)?,
+    ///     ],
+    ///     Loss::MeanSquaredError,
+    /// )?;
+    /// let x = [0.0, 1.0, 1.0, 0.0, 1.0, 1.0, 0.0, 0.0];
+    /// let y = [1.0, 1.0, 0.0, 0.0];
+    /// let mut whole = net.clone();
+    ///
+    /// // The batch of 4 rows in micro-batches of 3 and 1 rows.
+    /// net.zero_gradients();
+    /// let mut loss = 0.0;
+    /// for (start, rows) in [(0, 3), (3, 1)] {
+    ///     let part = MatRef::from_slice(&x[2 * start..2 * (start + rows)], rows, 2)?;
+    ///     let targets = MatRef::from_slice(&y[start..start + rows], rows, 1)?;
+    ///     let part_loss = net.accumulate_gradients(part, Targets::Dense(targets), 4)?;
+    ///     loss += part_loss * rows as f32 / 4.0;
+    /// }
+    ///
+    /// let whole_loss = whole.compute_gradients(
+    ///     MatRef::from_slice(&x, 4, 2)?,
+    ///     Targets::Dense(MatRef::from_slice(&y, 4, 1)?),
+    /// )?;
+    /// assert!((loss - whole_loss).abs() < 1e-6);
+    /// for (layer, whole_layer) in net.layers().iter().zip(whole.layers()) {
+    ///     for (g, w) in layer.grad_bias().iter().zip(whole_layer.grad_bias()) {
+    ///         assert!((g - w).abs() < 1e-6);
+    ///     }
+    /// }
+    /// net.apply_gradients(&mut Sgd::new(0.1))?;
+    /// # Ok::<(), densegrad::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`] naming `total_rows` when it is smaller than the number
+    /// of rows of `x`, and the errors of
+    /// [`compute_gradients`](Sequential::compute_gradients). The parameters and the
+    /// gradients are then unchanged.
+    pub fn accumulate_gradients(
+        &mut self,
+        x: MatRef<'_>,
+        targets: Targets<'_>,
+        total_rows: usize,
+    ) -> Result<f32, Error> {
+        let m = x.rows();
+        if total_rows < m {
+            return Err(Error::InvalidArgument {
+                operand: "total_rows",
+                reason: format!("{total_rows} is fewer than the {m} rows of x"),
+            });
+        }
+        let loss = self.forward_loss(x, targets)?;
+
+        // The loss gradient is that of the micro-batch's mean. Its share of the batch
+        // scales it in f64, so that the scaling adds a single rounding.
+        if total_rows != m {
+            let share = m as f64 / total_rows as f64;
+            let (_, mut delta) = self.workspace.logits_and_delta(m);
+            delta.for_each_mut(|_, _, d| *d = (f64::from(*d) * share) as f32);
+        }
+        self.backward(x, GradMode::Accumulate)?;
+        Ok(loss)
+    }
+
+    /// Sets every weight and bias gradient to zero, to start adding up micro-batches with
+    /// [`accumulate_gradients`](Sequential::accumulate_gradients).
+    pub fn zero_gradients(&mut self) {
+        for (grad_weights, grad_bias) in self.gradients_mut() {
+            grad_weights.into_mut_slice().unwrap_or_default().fill(0.0);
+            grad_bias.fill(0.0);
+        }
     }
 
     /// Updates every parameter by `optimizer` from the gradients that each layer contains:
@@ -527,8 +622,9 @@ impl Sequential {
     }
 
     /// Propagates the output layer's error, already in the buffers, back through every
-    /// layer, writing each layer's parameter gradients.
-    fn backward(&mut self, x: MatRef<'_>) -> Result<(), Error> {
+    /// layer, writing each layer's parameter gradients, or adding to them in
+    /// [`GradMode::Accumulate`].
+    fn backward(&mut self, x: MatRef<'_>, mode: GradMode) -> Result<(), Error> {
         let m = x.rows();
         for l in (0..self.layers.len()).rev() {
             let input_activation = match l {
@@ -545,7 +641,7 @@ impl Sequential {
                 DenseGrads {
                     weights: layer.grad_weights.as_mut(),
                     bias: &mut layer.grad_bias,
-                    mode: GradMode::Overwrite,
+                    mode,
                 },
                 input_delta,
                 self.parallelism,
