@@ -85,13 +85,10 @@ pub enum Error {
         shape: Shape,
     },
 
-    /// An output view whose strides could make two elements share one address. The check
-    /// is conservative: one stride must step over the whole span of the other axis, so
-    /// interleaved strides are rejected even where every address is distinct.
+    /// An output view whose strides make two elements share one address.
     #[error(
-        "{operand}: a {shape} output view with strides ({row_stride}, {col_stride}) is \
-         rejected: the larger stride must step over the whole span of the other axis, so \
-         that no two elements can share an address"
+        "{operand}: a {shape} output view with strides ({row_stride}, {col_stride}) gives two \
+         elements one address"
     )]
     OverlappingOutput {
         /// The argument that is wrong.

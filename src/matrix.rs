@@ -67,10 +67,12 @@ fn check_layout(
 
 /// Checks that no two elements of a `rows × cols` view share an address.
 ///
-/// Sorting the two axes by the size of their stride, the addresses are distinct when the
-/// smaller stride is non-zero and the larger one steps over the whole span of the smaller
-/// axis. The condition is sufficient but not necessary, so a few exotic layouts with
-/// distinct addresses are rejected too, such as strides 3 and 2 on a 2 × 2 view.
+/// Elements (i, j) and (i + di, j + dj) share one when `di·row_stride + dj·col_stride = 0`.
+/// The signs of the strides do not matter, since `di` and `dj` range over both signs.
+/// With steps `r` and `c` (the strides' sizes), both non-zero and `g = gcd(r, c)`, the
+/// smallest such pair is `|di| = c/g` and `|dj| = r/g`, so the addresses are distinct
+/// exactly when `c/g ≥ rows` or `r/g ≥ cols`. A zero step repeats one address along an
+/// axis longer than one.
 fn check_no_overlap(
     operand: &'static str,
     rows: usize,
@@ -86,23 +88,28 @@ fn check_no_overlap(
     };
 
     // An empty view has no elements, so none can share an address.
+    let (row_step, col_step) = (row_stride.unsigned_abs(), col_stride.unsigned_abs());
     let distinct = rows == 0
         || cols == 0
         || match (rows > 1, cols > 1) {
             (false, false) => true,
-            (true, false) => row_stride != 0,
-            (false, true) => col_stride != 0,
+            (true, false) => row_step != 0,
+            (false, true) => col_step != 0,
+            (true, true) if row_step == 0 || col_step == 0 => false,
             (true, true) => {
-                let (row_step, col_step) = (row_stride.unsigned_abs(), col_stride.unsigned_abs());
-                let (small_step, small_len, big_step) = if row_step <= col_step {
-                    (row_step, rows, col_step)
-                } else {
-                    (col_step, cols, row_step)
-                };
-                small_step != 0 && (big_step as u128) >= (small_step as u128) * (small_len as u128)
+                let g = gcd(row_step, col_step);
+                col_step / g >= rows || row_step / g >= cols
             }
         };
     if distinct { Ok(()) } else { Err(overlap) }
+}
+
+/// Greatest common divisor of two non-zero numbers.
+fn gcd(mut a: usize, mut b: usize) -> usize {
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    a
 }
 
 /// Address of element (0, 0): the slice start plus `offset` for a non-empty view, the slice
@@ -531,10 +538,10 @@ impl<'a> MatMut<'a> {
     ///
     /// [`Error::OutOfBounds`] when an element falls outside `data`, [`Error::Overflow`] when
     /// the shape or index arithmetic overflows, and [`Error::OverlappingOutput`] when two
-    /// elements could share an address: a zero stride on an axis longer than one, or a
-    /// larger stride that does not step over the whole span of the other axis. That check
-    /// is conservative, so interleaved strides with distinct addresses (strides 3 and 2 on a
-    /// 2 × 2 view) are rejected too.
+    /// elements share an address. That happens with a zero stride on an axis longer than
+    /// one, or with strides whose multiples meet inside the view: strides 2 and 1 put
+    /// elements (0, 2) and (1, 0) of a 2 × 3 view at one address. Interleaved strides with
+    /// distinct addresses, such as 3 and 2 on a 2 × 2 view, are accepted.
     pub fn from_strided(
         data: &'a mut [f32],
         offset: usize,
@@ -1075,10 +1082,38 @@ mod tests {
     }
 
     #[test]
+    fn overlap_check_matches_brute_force() {
+        for rows in 0..6 {
+            for cols in 0..6 {
+                for row_stride in -7isize..=7 {
+                    for col_stride in -7isize..=7 {
+                        let mut addresses: Vec<isize> = (0..rows as isize)
+                            .flat_map(|i| {
+                                (0..cols as isize).map(move |j| i * row_stride + j * col_stride)
+                            })
+                            .collect();
+                        addresses.sort_unstable();
+                        let distinct = addresses.windows(2).all(|pair| pair[0] != pair[1]);
+                        let checked =
+                            check_no_overlap("c", rows, cols, row_stride, col_stride).is_ok();
+                        assert_eq!(
+                            checked, distinct,
+                            "{rows} × {cols} with strides ({row_stride}, {col_stride})"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
     fn overlap_condition_cases() {
         assert!(check_no_overlap("c", 2, 2, 2, 1).is_ok());
         assert!(check_no_overlap("c", 2, 2, 1, 2).is_ok());
         assert!(check_no_overlap("c", 2, 3, 2, 1).is_err());
+        assert!(check_no_overlap("c", 2, 2, 3, 2).is_ok());
+        assert!(check_no_overlap("c", 3, 3, 3, 2).is_ok());
+        assert!(check_no_overlap("c", 3, 4, 3, 2).is_err());
         assert!(check_no_overlap("c", 2, 3, 0, 1).is_err());
         assert!(check_no_overlap("c", 1, 3, 0, 1).is_ok());
         assert!(check_no_overlap("c", 3, 1, 1, 0).is_ok());
