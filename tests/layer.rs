@@ -702,6 +702,53 @@ fn train_step_overflowing_logits_rejected() {
 }
 
 #[test]
+fn overflowing_loss_rejected_unchanged() {
+    // Finite outputs near 1e20 whose squared error is beyond f32 (row 1), and a single
+    // row of logits 6e38 apart, whose cross-entropy is. Each way of computing gradients
+    // rejects the batch before the backward pass, so parameters and gradients stay.
+    let identity = Matrix::from_vec(vec![1.0, 0.0, 0.0, 1.0], 2, 2).unwrap();
+    let x = MatRef::from_slice(&[0.5f32, 0.5, 1e20, -1e20, 1.0, 1.0], 3, 2).unwrap();
+    let y = MatRef::from_slice(&[0.0f32; 6], 3, 2).unwrap();
+    let x_logits = MatRef::from_slice(&[3e38f32, -3e38], 1, 2).unwrap();
+    let cases = [
+        (
+            Loss::MeanSquaredError,
+            Activation::Identity,
+            x,
+            Targets::Dense(y),
+            1,
+        ),
+        (
+            Loss::SoftmaxCrossEntropy,
+            Activation::Softmax,
+            x_logits,
+            Targets::Classes(&[1]),
+            0,
+        ),
+    ];
+    for (loss, activation, x, targets, row) in cases {
+        let layer = Dense::from_parameters(identity.clone(), vec![0.0; 2], activation).unwrap();
+        let mut net = Sequential::new(vec![layer], loss).unwrap();
+        let (before, gradients_before) = (parameters(&net), gradients(&net));
+        let mut sgd = Sgd::new(0.1);
+        let errors = [
+            net.train_step(x, targets, &mut sgd).unwrap_err(),
+            net.compute_gradients(x, targets).unwrap_err(),
+            net.accumulate_gradients(x, targets, x.rows()).unwrap_err(),
+        ];
+        for err in errors {
+            assert!(
+                matches!(err, Error::InvalidValue { operand: "loss", row: r, .. } if r == row),
+                "{loss:?}: {err}"
+            );
+            assert!(err.to_string().contains("beyond the f32 range"), "{err}");
+        }
+        assert_eq!(parameters(&net), before);
+        assert_eq!(gradients(&net), gradients_before);
+    }
+}
+
+#[test]
 fn evaluate_overflowing_logits_name_batch_row() {
     let weights = Matrix::from_vec(vec![f32::MAX, f32::MAX, 0.0, 0.0], 2, 2).unwrap();
     let layer = Dense::from_parameters(weights, vec![0.0; 2], Activation::Softmax).unwrap();

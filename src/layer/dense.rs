@@ -160,12 +160,14 @@ impl Dense {
     }
 
     /// `∂C/∂W` of the last computed batch, `n_out × n_in`, row-major like
-    /// [`Dense::weights`].
+    /// [`Dense::weights`], or the sum of the micro-batches that
+    /// [`Sequential::accumulate_gradients`](super::Sequential::accumulate_gradients) added.
     pub fn grad_weights(&self) -> MatRef<'_> {
         self.grad_weights.as_ref()
     }
 
-    /// `∂C/∂b` of the last computed batch, one element per neuron.
+    /// `∂C/∂b` of the last computed batch, one element per neuron, or the sum of the
+    /// micro-batches added since the gradients were last zeroed.
     pub fn grad_bias(&self) -> &[f32] {
         &self.grad_bias
     }

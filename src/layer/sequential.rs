@@ -8,7 +8,7 @@ use crate::Activation;
 use crate::dense::{DenseGrads, GradMode, dense_backward, dense_forward};
 use crate::error::{Error, Shape};
 use crate::loss::{Range, Targets, check_values};
-use crate::matrix::{MatMut, MatRef};
+use crate::matrix::{MatMut, MatRef, Matrix};
 use crate::parallel::Parallelism;
 
 /// Batch size that [`Sequential::evaluate`] and [`Sequential::predict`] work through at a
@@ -263,7 +263,9 @@ impl Sequential {
     ///   than softmax cross-entropy.
     /// - [`Error::InvalidValue`] naming `logits` (`predictions` for mean squared error)
     ///   and the first row whose output is not finite, which happens once the parameters
-    ///   have diverged.
+    ///   have diverged, or naming `loss` and the first row whose loss alone is beyond the
+    ///   `f32` range (finite outputs far from their targets), where an update would write
+    ///   infinite or NaN parameters.
     /// - [`Error::InvalidArgument`] from `optimizer` for a hyperparameter out of range, or
     ///   naming `params` when a tensor's length differs from the state the optimiser
     ///   keeps for it, as after updating another network. Another network goes undetected
@@ -331,7 +333,7 @@ impl Sequential {
     /// # Errors
     ///
     /// The errors of [`train_step`](Sequential::train_step) that concern `x`, `targets`
-    /// and outputs that are not finite. The parameters and the gradients are then
+    /// and outputs or a loss that are not finite. The parameters and the gradients are then
     /// unchanged.
     pub fn compute_gradients(&mut self, x: MatRef<'_>, targets: Targets<'_>) -> Result<f32, Error> {
         let loss = self.forward_loss(x, targets)?;
@@ -351,6 +353,13 @@ impl Sequential {
     /// sum of the returned losses weighted the same way. Then
     /// [`apply_gradients`](Sequential::apply_gradients) takes the step. A batch too large
     /// for memory, or for the buffers of the forward pass, can train this way in pieces.
+    ///
+    /// The gradients are added to whatever the layers hold: after `compute_gradients`,
+    /// [`train_step`](Sequential::train_step) or `apply_gradients`, which leaves them in
+    /// place, those are the last batch's. Start every batch with `zero_gradients`. Pass
+    /// the same `total_rows`, the sum of the parts' rows, with every part: only its
+    /// lower bound, the rows of `x`, can be checked. Rows named in errors count from the
+    /// first row of `x`.
     ///
     /// ```
     /// use densegrad::layer::{Dense, Init, Loss, Sequential, Sgd, Targets};
@@ -438,7 +447,8 @@ impl Sequential {
     /// Updates every parameter by `optimizer` from the gradients that each layer contains:
     /// those of the last [`compute_gradients`](Sequential::compute_gradients) or
     /// [`train_step`](Sequential::train_step), as [`gradients_mut`](Sequential::gradients_mut)
-    /// may have changed them. A network that has not computed any has zero gradients.
+    /// may have changed them. A network that has not computed any has zero gradients. The
+    /// gradients stay as they are.
     ///
     /// # Errors
     ///
@@ -662,7 +672,41 @@ impl Sequential {
         self.workspace.reserve(&self.layers, m);
         self.forward_rows(x, true)?;
         let (logits, delta) = self.workspace.logits_and_delta(m);
-        loss_and_delta(self.loss, logits, targets, delta)
+        let loss = loss_and_delta(self.loss, logits, targets, delta)?;
+        if !loss.is_finite() {
+            return Err(self.overflowing_loss(m, targets));
+        }
+        Ok(loss)
+    }
+
+    /// Returns the error for a mean loss beyond the `f32` range, naming the first of the
+    /// `m` rows in the buffers whose loss alone is. Finite outputs far from their targets
+    /// (a mean squared error of outputs near 1e20) get there, and a step would write
+    /// infinite or NaN parameters.
+    fn overflowing_loss(&mut self, m: usize, targets: Targets<'_>) -> Error {
+        let (logits, _) = self.workspace.logits_and_delta(m);
+        let mut row_delta = Matrix::zeros(1, logits.cols());
+        let mut row_loss = |i: usize| {
+            let row = logits
+                .submatrix(i, 0, 1, logits.cols())
+                .expect("the row lies inside the outputs");
+            let loss = loss_and_delta(
+                self.loss,
+                row,
+                target_rows(targets, i, 1),
+                row_delta.as_mut(),
+            );
+            loss.unwrap_or(f32::NAN)
+        };
+        // The mean of finite row losses is finite, so some row's loss is not.
+        let row = (0..m).find(|&i| !row_loss(i).is_finite()).unwrap_or(0);
+        Error::InvalidValue {
+            operand: "loss",
+            row,
+            reason: "the loss of this row is beyond the f32 range; the outputs have \
+                     diverged from the targets"
+                .to_string(),
+        }
     }
 
     /// Checks every parameter tensor against `optimizer` and starts its step. The updates
