@@ -793,6 +793,8 @@ fn threads_bitwise_equal_sequential() {
         (600, 2048, 8),
         (700, 1024, 10),
         (12, 1024, 700),
+        // A short reduction for many columns, which tasks split by columns of C.
+        (601, 16, 907),
     ];
     for &(m, k, n) in &shapes {
         assert!(

@@ -142,6 +142,14 @@ const FEW_COLS_MAX: usize = 64;
 /// a piece of every column.
 const PACK_B_BAND_ROWS: usize = 32;
 
+/// Largest reduction slice, per column of C, for which tasks split the columns of a C
+/// with contiguous columns (see `Nest::splits_columns`).
+const COL_SPLIT_DEPTH_PER_COL: usize = 2;
+
+/// Minimum number of column micro-panels per task for a column split, which keeps the
+/// tasks' shares within a quarter of each other.
+const COL_SPLIT_MIN_TILES_PER_TASK: usize = 4;
+
 /// A pointer into an operand or a packing buffer that the tasks of one call share. Each
 /// task writes only its own micro-panels, and tasks read only after the writes have
 /// joined.
@@ -373,8 +381,11 @@ impl Nest<'_> {
         let width = self.kernels.lane_width;
         let row_units = self.problem.m.div_ceil(width);
         let col_units = step.col_tiles.parts();
-        let (row_tasks, col_tasks) =
-            choose_grid(threads, row_units, col_units, self.kernels.max_vectors);
+        let (row_tasks, col_tasks) = if self.splits_columns(step, threads) {
+            (1, threads)
+        } else {
+            choose_grid(threads, row_units, col_units, self.kernels.max_vectors)
+        };
 
         let row_split = EvenSplit::into_parts(row_units, row_tasks);
         let col_split = EvenSplit::into_parts(col_units, col_tasks);
@@ -392,6 +403,29 @@ impl Nest<'_> {
         } else {
             (0..row_tasks * col_tasks).into_par_iter().for_each(task);
         }
+    }
+
+    /// Returns whether `threads` tasks split the step's columns of C rather than its rows:
+    /// when C's columns are contiguous, the reduction slice is short against the number
+    /// of columns, and every task gets several column micro-panels.
+    ///
+    /// Row tasks then write the two ends of every column of C, and C's traffic is large
+    /// against the FMAs of a short slice. Column tasks each write a region of their own,
+    /// but each packs all of A, which costs more the longer the slice. On a Sapphire
+    /// Rapids-class core, two threads, C a `Vec` 16 bytes past a cache line, in GFLOP/s
+    /// (rows, then columns): 512×16×512 AB 60 and 215, 1024×16×1024 96 and 181,
+    /// 500×100×500 262 and 306, 128×256×128 223 and 248, 1024³ 314 and 330, and the
+    /// 256→128 backward pass at m = 256 195 and 261. Boundaries moved to cache lines
+    /// took 512×16×512 only to 98, since each core's prefetchers still fetch the other's
+    /// half of the columns. Rows stayed ahead with a long slice for few columns:
+    /// 128×1024×1024 AB (read as 1024 rows and 128 columns of Cᵀ) 257 and 203,
+    /// 64×256×1024 216 and 206, 32×4096×4096 161 and 108. The rule takes columns for
+    /// 4096×4096×256 AB, which timed 2 to 4 % slower that way (365 and 349).
+    fn splits_columns(&self, step: &PanelStep, threads: usize) -> bool {
+        threads > 1
+            && self.problem.c.row_stride == 1
+            && step.depth <= COL_SPLIT_DEPTH_PER_COL * self.problem.n
+            && step.col_tiles.parts() >= COL_SPLIT_MIN_TILES_PER_TASK * threads
     }
 
     /// Multiplies rows `rows` of A by the micro-panels `tiles` of the B panel, packing A
