@@ -38,6 +38,20 @@ fn layer_tensors(
         .collect()
 }
 
+/// Returns a generator seeded with `seed`, a `rows × cols` batch drawn from it, and then
+/// a class below `classes` for each row.
+fn class_batch(
+    seed: u64,
+    rows: usize,
+    cols: usize,
+    classes: usize,
+) -> (ChaCha8Rng, Matrix, Vec<usize>) {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let x = random_matrix(&mut rng, rows, cols);
+    let labels = (0..rows).map(|_| rng.random_range(0..classes)).collect();
+    (rng, x, labels)
+}
+
 fn parameters(net: &Sequential) -> Vec<Vec<f32>> {
     layer_tensors(net, |layer| (layer.weights(), layer.bias()))
 }
@@ -102,9 +116,7 @@ fn xor_learns_mean_squared_error() {
 
 #[test]
 fn train_step_smaller_batch_reuses_buffers() {
-    let mut rng = ChaCha8Rng::seed_from_u64(8);
-    let x = random_matrix(&mut rng, 32, 6);
-    let classes: Vec<usize> = (0..32).map(|_| rng.random_range(0..3)).collect();
+    let (_, x, classes) = class_batch(8, 32, 6, 3);
     let warm = {
         let mut net = network(
             &[6, 5, 3],
@@ -166,9 +178,7 @@ fn evaluate_chunks_match_one_batch() {
 
 #[test]
 fn train_step_thread_count_independent() {
-    let mut rng = ChaCha8Rng::seed_from_u64(2);
-    let x = random_matrix(&mut rng, 96, 80);
-    let classes: Vec<usize> = (0..96).map(|_| rng.random_range(0..10)).collect();
+    let (_, x, classes) = class_batch(2, 96, 80, 10);
 
     let run = |threads: usize| {
         let pool = rayon::ThreadPoolBuilder::new()
@@ -1074,9 +1084,7 @@ fn gradients(net: &Sequential) -> Vec<Vec<f32>> {
 
 #[test]
 fn compute_then_apply_equals_train_step() {
-    let mut rng = ChaCha8Rng::seed_from_u64(21);
-    let x = random_matrix(&mut rng, 12, 5);
-    let classes: Vec<usize> = (0..12).map(|_| rng.random_range(0..3)).collect();
+    let (_, x, classes) = class_batch(21, 12, 5, 3);
     let targets = Targets::Classes(&classes);
 
     let optimizers: [fn() -> Box<dyn Optimizer>; 2] = [
@@ -1101,12 +1109,24 @@ fn compute_then_apply_equals_train_step() {
     }
 }
 
-#[test]
-fn compute_gradients_changes_no_parameter() {
-    let mut rng = ChaCha8Rng::seed_from_u64(22);
+/// Returns a 6 × 4 batch and its 6 × 2 targets drawn from `data_seed`, and a 4 → 5 → 2
+/// network for the mean squared error with weights drawn from `net_seed`.
+fn mean_squared_setup(data_seed: u64, net_seed: u64) -> (Matrix, Matrix, Sequential) {
+    let mut rng = ChaCha8Rng::seed_from_u64(data_seed);
     let x = random_matrix(&mut rng, 6, 4);
     let y = random_matrix(&mut rng, 6, 2);
-    let mut net = network(&[4, 5, 2], Activation::Tanh, Loss::MeanSquaredError, 6);
+    let net = network(
+        &[4, 5, 2],
+        Activation::Tanh,
+        Loss::MeanSquaredError,
+        net_seed,
+    );
+    (x, y, net)
+}
+
+#[test]
+fn compute_gradients_changes_no_parameter() {
+    let (x, y, mut net) = mean_squared_setup(22, 6);
     let before = parameters(&net);
 
     net.compute_gradients(x.as_ref(), Targets::Dense(y.as_ref()))
@@ -1362,9 +1382,7 @@ fn clip_gradient_norm_bad_max_norm() {
 fn accumulate_gradients_one_part_equals_compute() {
     // A micro-batch that is the whole batch, added to zeroed gradients, gives the
     // gradients of compute_gradients bit for bit.
-    let mut rng = ChaCha8Rng::seed_from_u64(31);
-    let x = random_matrix(&mut rng, 9, 4);
-    let classes: Vec<usize> = (0..9).map(|_| rng.random_range(0..3)).collect();
+    let (_, x, classes) = class_batch(31, 9, 4, 3);
     let targets = Targets::Classes(&classes);
     let mut computed = network(&[4, 6, 3], Activation::Relu, Loss::SoftmaxCrossEntropy, 31);
     let mut accumulated = computed.clone();
@@ -1386,9 +1404,7 @@ fn accumulate_gradients_parts_match_whole_batch() {
     // summed gradients match those of the whole batch, and the weighted losses its loss.
     let (m, n_in, n_out) = (37, 5, 3);
     let parts = [(0, 16), (16, 16), (32, 5)];
-    let mut rng = ChaCha8Rng::seed_from_u64(32);
-    let x = random_matrix(&mut rng, m, n_in);
-    let classes: Vec<usize> = (0..m).map(|_| rng.random_range(0..n_out)).collect();
+    let (mut rng, x, classes) = class_batch(32, m, n_in, n_out);
     let y = random_matrix(&mut rng, m, n_out);
     let probabilities = Matrix::from_fn(m, n_out, |i, j| 0.5 + 0.5 * y.get(i, j).unwrap());
 
@@ -1442,10 +1458,7 @@ fn accumulate_gradients_parts_match_whole_batch() {
 
 #[test]
 fn accumulate_gradients_bad_input_changes_nothing() {
-    let mut rng = ChaCha8Rng::seed_from_u64(34);
-    let x = random_matrix(&mut rng, 6, 4);
-    let y = random_matrix(&mut rng, 6, 2);
-    let mut net = network(&[4, 5, 2], Activation::Tanh, Loss::MeanSquaredError, 34);
+    let (x, y, mut net) = mean_squared_setup(34, 34);
     net.compute_gradients(x.as_ref(), Targets::Dense(y.as_ref()))
         .unwrap();
     let (before, computed) = (parameters(&net), gradients(&net));
