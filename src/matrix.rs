@@ -542,6 +542,21 @@ impl<'a> MatMut<'a> {
     /// one, or with strides whose multiples meet inside the view: strides 2 and 1 put
     /// elements (0, 2) and (1, 0) of a 2 × 3 view at one address. Interleaved strides with
     /// distinct addresses, such as 3 and 2 on a 2 × 2 view, are accepted.
+    ///
+    /// ```
+    /// use densegrad::{Error, MatMut};
+    ///
+    /// // Every other element of the first two rows of a 3 × 4 row-major buffer.
+    /// let mut data = [0.0f32; 12];
+    /// let mut view = MatMut::from_strided(&mut data, 0, 2, 2, 4, 2)?;
+    /// view.fill(1.0);
+    /// assert_eq!(data[..8], [1.0, 0.0, 1.0, 0.0, 1.0, 0.0, 1.0, 0.0]);
+    ///
+    /// // Rows two apart with three columns would write elements (0, 2) and (1, 0) at once.
+    /// let err = MatMut::from_strided(&mut data, 0, 2, 3, 2, 1).unwrap_err();
+    /// assert!(matches!(err, Error::OverlappingOutput { .. }));
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn from_strided(
         data: &'a mut [f32],
         offset: usize,

@@ -4,7 +4,19 @@
 ///
 /// Results never depend on this setting: every kernel splits its work into blocks whose
 /// sizes depend only on the problem's shape, and combines them in a fixed order, so
-/// `Sequential` and `Rayon(n)` give bitwise equal results.
+/// `Sequential` and `Rayon(n)` give bitwise equal results. That holds for the same
+/// operands in the same layout on the same SIMD path ([`simd_path`](crate::simd_path)):
+/// another layout or path may add the products in another order and round differently.
+///
+/// What splits:
+/// - [`gemm`](crate::gemm) splits products of at least 2²³ floating-point operations
+///   (`2·m·n·k`) across blocks of C; smaller ones run on the calling thread.
+/// - [`dense_forward`](crate::dense_forward) is one such product, split the same way.
+/// - [`dense_backward`](crate::dense_backward) splits a batch of at least 512 samples into
+///   chunks of at least 256, each with partial gradients that are added in a fixed
+///   order. A smaller batch, or a layer whose partial gradients would pass 16 MiB, runs
+///   as one chunk whose products split as `gemm`'s do.
+/// - The optimisers of the layer API split their updates above 2 × 65,536 parameters.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum Parallelism {
     /// Run on the calling thread only.
