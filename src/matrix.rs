@@ -539,9 +539,9 @@ impl<'a> MatMut<'a> {
     /// [`Error::OutOfBounds`] when an element falls outside `data`, [`Error::Overflow`] when
     /// the shape or index arithmetic overflows, and [`Error::OverlappingOutput`] when two
     /// elements share an address. That happens with a zero stride on an axis longer than
-    /// one, or with strides whose multiples meet inside the view: strides 2 and 1 put
-    /// elements (0, 2) and (1, 0) of a 2 × 3 view at one address. Interleaved strides with
-    /// distinct addresses, such as 3 and 2 on a 2 × 2 view, are accepted.
+    /// one, or with strides whose multiples meet inside the view. For example, strides 2
+    /// and 1 put elements (0, 2) and (1, 0) of a 2 × 3 view at one address. Interleaved
+    /// strides with distinct addresses, such as 3 and 2 on a 2 × 2 view, are accepted.
     ///
     /// ```
     /// use densegrad::{Error, MatMut};
