@@ -45,6 +45,9 @@ struct Input {
     a: Layout,
     b: Layout,
     c_column_major: bool,
+    /// Row and column strides of C from 1 to 8, negated when the flag is set, used when
+    /// they give every element its own address (interleaved layouts included).
+    c_strides: Option<(u8, u8, bool)>,
     alpha: i8,
     beta: i8,
     arch: u8,
@@ -129,6 +132,10 @@ fuzz_target!(|input: Input| {
         1 => Parallelism::Rayon(0),
         _ => Parallelism::Rayon(3),
     };
+    if let Some(strides) = input.c_strides {
+        check_strided_output(m, n, strides, (a, b), (alpha, beta), &c0, &expected, arch, par);
+        return;
+    }
     let mut c_data = c0.as_slice().to_vec();
     let c = if input.c_column_major {
         // Store C's transpose row-major, so the view of C is column-major.
@@ -149,6 +156,63 @@ fuzz_target!(|input: Input| {
         Matrix::from_vec(c_data, m, n).unwrap()
     };
 
+    check_close(&actual, &expected, (a, b), (alpha, beta), &c0, arch);
+});
+
+/// Runs the product into a C with the strides of `strides` where those give distinct
+/// addresses, checks the view against `expected`, and checks that no element of the
+/// buffer outside the view changed.
+#[allow(clippy::too_many_arguments)]
+fn check_strided_output(
+    m: usize,
+    n: usize,
+    (row_step, col_step, negated): (u8, u8, bool),
+    (a, b): (densegrad::MatRef<'_>, densegrad::MatRef<'_>),
+    (alpha, beta): (f32, f32),
+    c0: &Matrix,
+    expected: &Matrix,
+    arch: Arch,
+    par: Parallelism,
+) {
+    const SENTINEL: f32 = -12345.0;
+    let (row_step, col_step) = (usize::from(row_step % 8) + 1, usize::from(col_step % 8) + 1);
+    let sign = if negated { -1 } else { 1 };
+    let (row_stride, col_stride) = (sign * row_step as isize, col_step as isize);
+    let len = m.saturating_sub(1) * row_step + n.saturating_sub(1) * col_step + 1;
+    let offset = if negated { m.saturating_sub(1) * row_step } else { 0 };
+    let at = |i: usize, j: usize| (offset as isize + i as isize * row_stride + j as isize * col_stride) as usize;
+
+    let mut c_data = vec![SENTINEL; len];
+    let Ok(mut c) = MatMut::from_strided(&mut c_data, offset, m, n, row_stride, col_stride)
+    else {
+        return;
+    };
+    c.for_each_mut(|i, j, x| *x = c0.get(i, j).unwrap());
+    gemm_with_arch(arch, alpha, a, b, beta, c, par).expect("shapes match");
+
+    let actual = Matrix::from_fn(m, n, |i, j| c_data[at(i, j)]);
+    let mut inside = vec![false; len];
+    for i in 0..m {
+        for j in 0..n {
+            inside[at(i, j)] = true;
+        }
+    }
+    for (index, (&value, &inside)) in c_data.iter().zip(&inside).enumerate() {
+        assert!(inside || value == SENTINEL, "element {index} outside C changed to {value}");
+    }
+    check_close(&actual, expected, (a, b), (alpha, beta), c0, arch);
+}
+
+/// Asserts that every element of `actual` is within the rounding bound of `expected`.
+fn check_close(
+    actual: &Matrix,
+    expected: &Matrix,
+    (a, b): (densegrad::MatRef<'_>, densegrad::MatRef<'_>),
+    (alpha, beta): (f32, f32),
+    c0: &Matrix,
+    arch: Arch,
+) {
+    let (m, n, k) = (actual.rows(), actual.cols(), a.cols());
     for i in 0..m {
         for j in 0..n {
             let magnitude: f32 = (0..k)
@@ -168,4 +232,4 @@ fuzz_target!(|input: Input| {
             );
         }
     }
-});
+}
