@@ -133,7 +133,17 @@ fuzz_target!(|input: Input| {
         _ => Parallelism::Rayon(3),
     };
     if let Some(strides) = input.c_strides {
-        check_strided_output(m, n, strides, (a, b), (alpha, beta), &c0, &expected, arch, par);
+        check_strided_output(
+            m,
+            n,
+            strides,
+            (a, b),
+            (alpha, beta),
+            &c0,
+            &expected,
+            arch,
+            par,
+        );
         return;
     }
     let mut c_data = c0.as_slice().to_vec();
@@ -179,12 +189,17 @@ fn check_strided_output(
     let sign = if negated { -1 } else { 1 };
     let (row_stride, col_stride) = (sign * row_step as isize, col_step as isize);
     let len = m.saturating_sub(1) * row_step + n.saturating_sub(1) * col_step + 1;
-    let offset = if negated { m.saturating_sub(1) * row_step } else { 0 };
-    let at = |i: usize, j: usize| (offset as isize + i as isize * row_stride + j as isize * col_stride) as usize;
+    let offset = if negated {
+        m.saturating_sub(1) * row_step
+    } else {
+        0
+    };
+    let at = |i: usize, j: usize| {
+        (offset as isize + i as isize * row_stride + j as isize * col_stride) as usize
+    };
 
     let mut c_data = vec![SENTINEL; len];
-    let Ok(mut c) = MatMut::from_strided(&mut c_data, offset, m, n, row_stride, col_stride)
-    else {
+    let Ok(mut c) = MatMut::from_strided(&mut c_data, offset, m, n, row_stride, col_stride) else {
         return;
     };
     c.for_each_mut(|i, j, x| *x = c0.get(i, j).unwrap());
@@ -198,7 +213,10 @@ fn check_strided_output(
         }
     }
     for (index, (&value, &inside)) in c_data.iter().zip(&inside).enumerate() {
-        assert!(inside || value == SENTINEL, "element {index} outside C changed to {value}");
+        assert!(
+            inside || value == SENTINEL,
+            "element {index} outside C changed to {value}"
+        );
     }
     check_close(&actual, expected, (a, b), (alpha, beta), c0, arch);
 }
