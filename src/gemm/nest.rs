@@ -302,6 +302,23 @@ pub(crate) unsafe fn run(
     }
 }
 
+/// Returns how many parallel regions [`run`] starts for `problem` on `threads` tasks: one
+/// per `kc × nc` panel for the kernels, and one more per panel to pack B when B is
+/// packed. 0 on one thread.
+pub(crate) fn parallel_regions(
+    problem: &Problem,
+    blocking: Blocking,
+    direct: DirectOperands,
+    threads: usize,
+) -> usize {
+    if threads <= 1 {
+        return 0;
+    }
+    let panels = problem.n.div_ceil(blocking.nc) * problem.k.div_ceil(blocking.kc);
+    let per_panel = if direct.b { 1 } else { 2 };
+    panels * per_panel
+}
+
 impl Nest<'_> {
     /// Rows per packed A block for a reduction slice of `depth`: `mc` for a full slice,
     /// and more for a shorter one, so that the block keeps the L2 footprint that `mc`
@@ -660,6 +677,36 @@ mod tests {
             post: Post::NONE,
         };
         DirectOperands::choose(&problem, kernels, Packing::Auto).a
+    }
+
+    #[test]
+    fn parallel_regions_per_panel() {
+        let blocking = Blocking {
+            kc: 64,
+            mc: 64,
+            nc: 96,
+        };
+        let (m, k, n) = (32, 130, 200);
+        let a = vec![0.0f32; m * k];
+        let b = vec![0.0f32; k * n];
+        let mut c = vec![0.0f32; m * n];
+        let problem = Problem {
+            m,
+            n,
+            k,
+            alpha: 1.0,
+            beta: Beta::Zero,
+            a: Operand::new(MatRef::from_slice(&a, m, k).unwrap()),
+            b: Operand::new(MatRef::from_slice(&b, k, n).unwrap()),
+            c: OutOperand::new(MatMut::from_slice(&mut c, m, n).unwrap()),
+            post: Post::NONE,
+        };
+        let packed = DirectOperands { a: false, b: false };
+        let direct_b = DirectOperands { a: false, b: true };
+        // 3 column panels of at most 96 and 3 reduction slices of at most 64.
+        assert_eq!(parallel_regions(&problem, blocking, packed, 2), 18);
+        assert_eq!(parallel_regions(&problem, blocking, direct_b, 2), 9);
+        assert_eq!(parallel_regions(&problem, blocking, packed, 1), 0);
     }
 
     #[test]
