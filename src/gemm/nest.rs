@@ -65,7 +65,8 @@ const DIRECT_B_MAX_ROW_TILES: usize = 8;
 /// (256×784×128) it lost 5 %.
 const DIRECT_A_MAX_COL_TILES: usize = 8;
 
-/// Most `mr`-row tiles of an A that fits in L1d for which it is read in place although
+/// Maximum number of `mr`-row tiles of an A that fits in L1d for which it is read in place
+/// although
 /// its columns do not start on cache lines. Each of its vector loads then spans two
 /// lines, on every column micro-panel that reads it, while a packed copy is aligned. A
 /// `Vec<f32>` is rarely aligned to a line (glibc returns 16-byte alignment). With B
@@ -651,6 +652,21 @@ mod tests {
     use crate::kernel::Arch;
     use crate::matrix::{MatMut, MatRef};
 
+    /// Returns the plain product `C ← A·B` of the given views, with no post steps.
+    fn plain_problem(a: MatRef<'_>, b: MatRef<'_>, c: MatMut<'_>) -> Problem {
+        Problem {
+            m: a.rows(),
+            n: b.cols(),
+            k: a.cols(),
+            alpha: 1.0,
+            beta: Beta::Zero,
+            a: Operand::new(a),
+            b: Operand::new(b),
+            c: OutOperand::new(c),
+            post: Post::NONE,
+        }
+    }
+
     /// Returns whether `choose` reads in place an `m × k` A with contiguous columns that
     /// starts `offset` elements past a cache line, in a product with many column
     /// micro-panels.
@@ -665,17 +681,11 @@ mod tests {
         let n = 16 * kernels.nr;
         let b_data = vec![0.0f32; k * n];
         let mut c_data = vec![0.0f32; m * n];
-        let problem = Problem {
-            m,
-            n,
-            k,
-            alpha: 1.0,
-            beta: Beta::Zero,
-            a: Operand::new(a),
-            b: Operand::new(MatRef::from_slice(&b_data, k, n).unwrap()),
-            c: OutOperand::new(MatMut::from_slice(&mut c_data, m, n).unwrap()),
-            post: Post::NONE,
-        };
+        let problem = plain_problem(
+            a,
+            MatRef::from_slice(&b_data, k, n).unwrap(),
+            MatMut::from_slice(&mut c_data, m, n).unwrap(),
+        );
         DirectOperands::choose(&problem, kernels, Packing::Auto).a
     }
 
@@ -690,17 +700,11 @@ mod tests {
         let a = vec![0.0f32; m * k];
         let b = vec![0.0f32; k * n];
         let mut c = vec![0.0f32; m * n];
-        let problem = Problem {
-            m,
-            n,
-            k,
-            alpha: 1.0,
-            beta: Beta::Zero,
-            a: Operand::new(MatRef::from_slice(&a, m, k).unwrap()),
-            b: Operand::new(MatRef::from_slice(&b, k, n).unwrap()),
-            c: OutOperand::new(MatMut::from_slice(&mut c, m, n).unwrap()),
-            post: Post::NONE,
-        };
+        let problem = plain_problem(
+            MatRef::from_slice(&a, m, k).unwrap(),
+            MatRef::from_slice(&b, k, n).unwrap(),
+            MatMut::from_slice(&mut c, m, n).unwrap(),
+        );
         let packed = DirectOperands { a: false, b: false };
         let direct_b = DirectOperands { a: false, b: true };
         // 3 column panels of at most 96 and 3 reduction slices of at most 64.
