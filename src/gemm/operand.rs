@@ -1,7 +1,6 @@
 //! Raw strided operands of one GEMM problem, shareable across the threads of a call.
 
-use crate::kernel::CACHE_LINE_F32;
-use crate::kernel::{Beta, Post};
+use crate::kernel::{Beta, CACHE_LINE_F32, Post};
 use crate::matrix::{MatMut, MatRef};
 
 /// A read-only strided matrix: element (i, j) is at `ptr + i·row_stride + j·col_stride`.
