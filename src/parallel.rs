@@ -42,10 +42,10 @@ impl Parallelism {
 /// calling thread is not one, and on the calling thread otherwise.
 ///
 /// A parallel region that a thread outside the pool starts hands its tasks to the pool,
-/// wakes the workers and puts the caller to sleep until they finish. On a 2-core VM of
-/// a Sapphire Rapids-class host that took 11 to 25 µs per region of two tasks, against about 2.5 µs for a region
-/// started from a worker (a loop of rayon joins of equal work). A kernel with several
-/// regions pays the hand-over once inside `op`.
+/// wakes the workers and puts the caller to sleep until they finish. On a 2-core VM of a
+/// Sapphire Rapids-class host that took 11 to 25 µs per region of two tasks, against
+/// about 2.5 µs for a region started from a worker (a loop of rayon joins of equal
+/// work). A kernel with several regions pays the hand-over once inside `op`.
 pub(crate) fn on_pool<R: Send>(threads: usize, op: impl FnOnce() -> R + Send) -> R {
     if threads > 1 && rayon::current_thread_index().is_none() {
         rayon::scope(|_| op())
