@@ -644,7 +644,7 @@ impl Sequential {
         })
     }
 
-    /// [`backward`](Self::backward) on the calling thread.
+    /// Runs [`backward`](Self::backward) on the calling thread.
     fn backward_here(&mut self, x: MatRef<'_>, mode: GradMode) -> Result<(), Error> {
         let m = x.rows();
         for l in (0..self.layers.len()).rev() {
