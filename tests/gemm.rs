@@ -804,10 +804,12 @@ fn threads_bitwise_equal_sequential() {
     }
     for path in paths() {
         for &(m, k, n) in &shapes {
+            // `usize::MAX` is a plausible way to ask for no limit.
             for par in [
                 Parallelism::Rayon(0),
                 Parallelism::Rayon(2),
                 Parallelism::Rayon(3),
+                Parallelism::Rayon(usize::MAX),
             ] {
                 let (sequential, parallel) = sequential_and_parallel(path, m, k, n, par);
                 assert_same_bits(

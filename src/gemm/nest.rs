@@ -453,7 +453,7 @@ impl Nest<'_> {
         threads > 1
             && self.problem.c.row_stride == 1
             && step.depth <= COL_SPLIT_DEPTH_PER_COL * self.problem.n
-            && step.col_tiles.parts() >= COL_SPLIT_MIN_TILES_PER_TASK * threads
+            && step.col_tiles.parts() >= COL_SPLIT_MIN_TILES_PER_TASK.saturating_mul(threads)
     }
 
     /// Multiplies rows `rows` of A by the micro-panels `tiles` of the B panel, packing A
