@@ -23,7 +23,9 @@ pub enum Parallelism {
     #[default]
     Sequential,
     /// Split large problems across up to `n` tasks of the current rayon pool; `0` means the
-    /// size of that pool. Small problems still run on the calling thread.
+    /// size of that pool. Small problems still run on the calling thread. Any `n` is
+    /// accepted: a kernel uses no more tasks than its work splits into, so `usize::MAX`
+    /// sets no limit.
     Rayon(usize),
 }
 
