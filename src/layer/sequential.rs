@@ -683,7 +683,7 @@ impl Sequential {
         // From a thread outside the rayon pool, each parallel region of each layer would
         // hand its tasks over and sleep, so one hand-over serves the whole pass. On two
         // threads, a training step of the 784-256-128-10 network at batch 128 called from
-        // the main thread went from 194 to 209 GFLOP/s; batches 32 and 1024 timed level.
+        // the main thread went from 194 to 209 GFLOP/s. Batches 32 and 1024 timed level.
         self.workspace.reserve(&self.layers, m);
         on_pool(self.parallelism.max_threads(), || {
             self.forward_rows(x, true)
