@@ -103,26 +103,27 @@ fn blobs(rows: usize, rng: &mut ChaCha8Rng) -> (Matrix, Vec<usize>) {
 
 /// Runs both layers on `x` and returns the hidden activations and the output logits.
 fn forward(layers: &[Layer; 2], x: MatRef<'_>) -> Result<(Matrix, Matrix), Error> {
-    let par = Parallelism::Sequential;
-    let mut hidden = Matrix::zeros(x.rows(), HIDDEN);
-    dense_forward(
-        x,
-        layers[0].weights.as_ref(),
-        &layers[0].bias,
-        Activation::Relu,
-        hidden.as_mut(),
-        par,
-    )?;
-    let mut logits = Matrix::zeros(x.rows(), CLASSES);
-    dense_forward(
-        hidden.as_ref(),
-        layers[1].weights.as_ref(),
-        &layers[1].bias,
-        Activation::Identity,
-        logits.as_mut(),
-        par,
-    )?;
+    let hidden = layer_forward(&layers[0], x, Activation::Relu)?;
+    let logits = layer_forward(&layers[1], hidden.as_ref(), Activation::Identity)?;
     Ok((hidden, logits))
+}
+
+/// Returns `activation(input·Wᵀ + b)` for one layer, one row per sample.
+fn layer_forward(
+    layer: &Layer,
+    input: MatRef<'_>,
+    activation: Activation,
+) -> Result<Matrix, Error> {
+    let mut output = Matrix::zeros(input.rows(), layer.weights.rows());
+    dense_forward(
+        input,
+        layer.weights.as_ref(),
+        &layer.bias,
+        activation,
+        output.as_mut(),
+        Parallelism::Sequential,
+    )?;
+    Ok(output)
 }
 
 /// Adds one micro-batch's gradients, scaled by `share` of the batch, to both layers, or
