@@ -104,7 +104,7 @@ fn check_no_overlap(
     if distinct { Ok(()) } else { Err(overlap) }
 }
 
-/// Greatest common divisor of two non-zero numbers.
+/// Returns the greatest common divisor of two non-zero numbers.
 fn gcd(mut a: usize, mut b: usize) -> usize {
     while b != 0 {
         (a, b) = (b, a % b);

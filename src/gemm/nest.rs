@@ -448,7 +448,8 @@ impl Nest<'_> {
     /// half of the columns. Rows stayed ahead with a long slice for few columns:
     /// 128×1024×1024 AB (read as 1024 rows and 128 columns of Cᵀ) 257 and 203,
     /// 64×256×1024 216 and 206, 32×4096×4096 161 and 108. The rule takes columns for
-    /// 4096×4096×256 AB, which timed 2 to 4 % slower that way (365 and 349).
+    /// 4096×4096×256 AB, which timed 2 to 4 % slower that way in two runs (365 and 349)
+    /// and level in a third.
     fn splits_columns(&self, step: &PanelStep, threads: usize) -> bool {
         threads > 1
             && self.problem.c.row_stride == 1
