@@ -73,10 +73,11 @@ const DIRECT_A_MAX_COL_TILES: usize = 8;
 /// 48 bytes past a line, read as Cᵀ = Bᵀ·Aᵀ on a Sapphire Rapids-class core, packing ran
 /// 256×40×256 AB at 163 GFLOP/s against 146, 512×16×512 at 130 against 110 and
 /// 192×40×192 at 154 against 148, while with B on a line reading in place ran at 168 to
-/// 171 against 163 for the first. At two row tiles (128×10×128 to 128×80×128) both ways
-/// timed level, and at one (64³) reading in place stayed 7 % faster whatever the
-/// alignment.
-const DIRECT_A_SPLIT_MAX_ROW_TILES: usize = 2;
+/// 171 against 163 for the first. At two row tiles, alignments alternated in one process
+/// put packing ahead with B 16 bytes past a line: 128×10×128 at 125 GFLOP/s against 117,
+/// 128×40×128 and 128×80×128 by 2 %. At one (64³) reading in place stayed 7 % faster
+/// whatever the alignment.
+const DIRECT_A_SPLIT_MAX_ROW_TILES: usize = 1;
 
 /// Choice of the operands that the micro-kernels read in place instead of packed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
