@@ -4,7 +4,8 @@
 //! inside a thin `#[target_feature]` wrapper, for every tile size from `1 × 1` up to the
 //! path's full `MR × NR`, so edge tiles run a kernel of their own size. The dot products
 //! (`dot`), the sums of scaled columns (`columns`) and the post pass (`post`) are compiled
-//! the same way. [`Arch`] selects the path at run time.
+//! the same way. [`Arch`] selects the path at run time, and `vectorize` compiles plain
+//! element-wise loops, such as the optimisers' updates, for its vector width.
 
 mod columns;
 mod dispatch;
@@ -14,6 +15,7 @@ mod microkernel;
 mod peak;
 mod post;
 mod sets;
+mod vectorize;
 
 pub(crate) use columns::{COLUMN_GROUP, ColumnSum, OuterProduct};
 pub use dispatch::Arch;
@@ -22,3 +24,4 @@ pub(crate) use microkernel::{Beta, CACHE_LINE_F32, Epilogue, TileArgs, prefetch}
 pub use peak::peak_fma_loop;
 pub(crate) use post::{Bias, Post, PostOp};
 pub(crate) use sets::KernelSet;
+pub(crate) use vectorize::with_arch_features;

@@ -9,6 +9,7 @@
 use rayon::prelude::*;
 
 use crate::error::Error;
+use crate::kernel::{Arch, with_arch_features};
 use crate::parallel::Parallelism;
 
 /// A rule that updates parameters from their gradients, one training step at a time.
@@ -199,14 +200,31 @@ impl Optimizer for Sgd {
         grads: &[f32],
         par: Parallelism,
     ) -> Result<(), Error> {
+        self.update_on(Arch::selected(), index, params, grads, par)
+    }
+}
+
+impl Sgd {
+    /// [`update_with`](Optimizer::update_with) with its element loops compiled for `arch`,
+    /// which this CPU supports. Every path gives the same bits.
+    fn update_on(
+        &mut self,
+        arch: Arch,
+        index: usize,
+        params: &mut [f32],
+        grads: &[f32],
+        par: Parallelism,
+    ) -> Result<(), Error> {
         Error::check_len("grads", params.len(), grads.len())?;
         let (lr, wd, momentum) = (self.learning_rate, self.weight_decay, self.momentum);
         let chunk = update_chunk(par, params.len());
         if momentum == 0.0 {
             let step = |params: &mut [f32], grads: &[f32]| {
-                for (p, &g) in params.iter_mut().zip(grads) {
-                    *p -= lr * (g + wd * *p);
-                }
+                with_arch_features(arch, || {
+                    for (p, &g) in params.iter_mut().zip(grads) {
+                        *p -= lr * (g + wd * *p);
+                    }
+                })
             };
             match chunk {
                 Some(chunk) => params
@@ -221,20 +239,22 @@ impl Optimizer for Sgd {
         let nesterov = self.nesterov;
         let velocity = state_for(&mut self.velocity, index, params.len())?;
         let step = |params: &mut [f32], grads: &[f32], velocity: &mut [f32]| {
-            let elements = params.iter_mut().zip(grads).zip(velocity.iter_mut());
-            if nesterov {
-                for ((p, &g), v) in elements {
-                    let g = g + wd * *p;
-                    *v = flush_subnormal(momentum * *v + g);
-                    *p -= lr * (g + momentum * *v);
+            with_arch_features(arch, || {
+                let elements = params.iter_mut().zip(grads).zip(velocity.iter_mut());
+                if nesterov {
+                    for ((p, &g), v) in elements {
+                        let g = g + wd * *p;
+                        *v = flush_subnormal(momentum * *v + g);
+                        *p -= lr * (g + momentum * *v);
+                    }
+                } else {
+                    for ((p, &g), v) in elements {
+                        let g = g + wd * *p;
+                        *v = flush_subnormal(momentum * *v + g);
+                        *p -= lr * *v;
+                    }
                 }
-            } else {
-                for ((p, &g), v) in elements {
-                    let g = g + wd * *p;
-                    *v = flush_subnormal(momentum * *v + g);
-                    *p -= lr * *v;
-                }
-            }
+            })
         };
         match chunk {
             Some(chunk) => params
@@ -359,6 +379,21 @@ impl Optimizer for Adam {
         grads: &[f32],
         par: Parallelism,
     ) -> Result<(), Error> {
+        self.update_on(Arch::selected(), index, params, grads, par)
+    }
+}
+
+impl Adam {
+    /// [`update_with`](Optimizer::update_with) with its element loops compiled for `arch`,
+    /// which this CPU supports. Every path gives the same bits.
+    fn update_on(
+        &mut self,
+        arch: Arch,
+        index: usize,
+        params: &mut [f32],
+        grads: &[f32],
+        par: Parallelism,
+    ) -> Result<(), Error> {
         Error::check_len("grads", params.len(), grads.len())?;
         let (lr, beta1, beta2, eps) = (self.learning_rate, self.beta1, self.beta2, self.epsilon);
         let decay = 1.0 - lr * self.weight_decay;
@@ -371,13 +406,15 @@ impl Optimizer for Adam {
         let first = state_for(&mut self.first_moment, index, params.len())?;
         let second = state_for(&mut self.second_moment, index, params.len())?;
         let step = |params: &mut [f32], grads: &[f32], first: &mut [f32], second: &mut [f32]| {
-            let moments = first.iter_mut().zip(second.iter_mut());
-            for ((p, &g), (m, v)) in params.iter_mut().zip(grads).zip(moments) {
-                *p *= decay;
-                *m = flush_subnormal(beta1 * *m + (1.0 - beta1) * g);
-                *v = flush_subnormal(beta2 * *v + (1.0 - beta2) * g * g);
-                *p -= step_size * *m / (v.sqrt() * inv_sqrt_correction2 + eps);
-            }
+            with_arch_features(arch, || {
+                let moments = first.iter_mut().zip(second.iter_mut());
+                for ((p, &g), (m, v)) in params.iter_mut().zip(grads).zip(moments) {
+                    *p *= decay;
+                    *m = flush_subnormal(beta1 * *m + (1.0 - beta1) * g);
+                    *v = flush_subnormal(beta2 * *v + (1.0 - beta2) * g * g);
+                    *p -= step_size * *m / (v.sqrt() * inv_sqrt_correction2 + eps);
+                }
+            })
         };
         match update_chunk(par, params.len()) {
             Some(chunk) => params
@@ -517,6 +554,85 @@ mod tests {
         }
         assert_eq!(sgd.velocity[0], [0.0, 0.125]);
         assert_eq!(params, [-7.0 * m, -0.875]);
+    }
+
+    /// Returns `len` parameters or gradients mixing ordinary values with zeros, subnormal
+    /// values and values near the ends of the `f32` range.
+    fn mixed_values(len: usize, seed: u32) -> Vec<f32> {
+        let specials = [0.0, -0.0, 1e-39, -3e-40, 1e30, -2e-30, f32::MIN_POSITIVE];
+        (0..len as u32)
+            .map(|i| {
+                let hash = (i ^ seed).wrapping_mul(2_654_435_761).rotate_left(13);
+                match hash % 11 {
+                    r @ 0..=6 => specials[r as usize],
+                    _ => (hash >> 8) as f32 / (1 << 23) as f32 - 1.0,
+                }
+            })
+            .collect()
+    }
+
+    /// An optimiser's `update_on`: an update of one tensor with the loops of a given path.
+    type UpdateOn<O> =
+        fn(&mut O, Arch, usize, &mut [f32], &[f32], Parallelism) -> Result<(), Error>;
+
+    /// Runs three steps of `optimizer` on every supported path and both parallelisms, and
+    /// checks each run against the portable path on one thread, bit for bit.
+    fn paths_agree<O: Optimizer + Clone + PartialEq + std::fmt::Debug>(
+        optimizer: &O,
+        update_on: UpdateOn<O>,
+    ) {
+        // The long tensor is split into rayon chunks under `Rayon(2)`.
+        let lens = [1, 17, 1000, 2 * MIN_UPDATE_CHUNK + 5];
+        let run = |arch: Arch, par: Parallelism| {
+            let mut optimizer = optimizer.clone();
+            let mut params: Vec<Vec<f32>> = lens.iter().map(|&len| mixed_values(len, 1)).collect();
+            for step in 0..3 {
+                optimizer.begin_step().unwrap();
+                for (index, tensor) in params.iter_mut().enumerate() {
+                    let grads = mixed_values(tensor.len(), 7 + step);
+                    update_on(&mut optimizer, arch, index, tensor, &grads, par).unwrap();
+                }
+            }
+            (optimizer, params)
+        };
+        let bits = |params: &[Vec<f32>]| -> Vec<Vec<u32>> {
+            params
+                .iter()
+                .map(|t| t.iter().map(|x| x.to_bits()).collect())
+                .collect()
+        };
+
+        let (expected_state, expected) = run(Arch::Portable, Parallelism::Sequential);
+        for arch in Arch::supported() {
+            for par in [Parallelism::Sequential, Parallelism::Rayon(2)] {
+                let (state, params) = run(arch, par);
+                assert_eq!(bits(&params), bits(&expected), "{arch:?} {par:?}");
+                assert!(
+                    state == expected_state,
+                    "{arch:?} {par:?}: optimiser state differs"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn sgd_paths_bitwise_equal() {
+        for sgd in [
+            Sgd::new(0.1).with_weight_decay(0.01),
+            Sgd::new(0.1).with_momentum(0.9),
+            Sgd::new(0.05)
+                .with_momentum(0.5)
+                .with_nesterov(true)
+                .with_weight_decay(1e-3),
+        ] {
+            paths_agree(&sgd, Sgd::update_on);
+        }
+    }
+
+    #[test]
+    fn adam_paths_bitwise_equal() {
+        paths_agree(&Adam::new(1e-3), Adam::update_on);
+        paths_agree(&Adam::new(0.1).with_weight_decay(0.01), Adam::update_on);
     }
 
     #[test]
