@@ -362,13 +362,14 @@ fn results_thread_count_independent() {
 
 /// Shapes (m, n_in, n_out) around the tile and block edges of `arch`. They include tiles one
 /// row or column past a full one, and batches spanning several sample blocks. A reduction one
-/// past `kc` checks that the epilogue's bias and activation wait for the last slice.
+/// past the longest single slice checks that the epilogue's bias and activation wait for the
+/// last slice.
 fn edge_shapes(arch: Arch) -> Vec<(usize, usize, usize)> {
     let sizes = BlockSizes::for_arch(arch);
     vec![
-        (sizes.mr + 1, sizes.kc + 1, 2 * sizes.nr + 1),
+        (sizes.mr + 1, sizes.one_slice_depth + 1, 2 * sizes.nr + 1),
         (2 * sizes.mr - 1, 2, sizes.nr - 1),
-        (3, 2 * sizes.kc + 3, 2 * sizes.mr + 5),
+        (3, 2 * sizes.one_slice_depth + 3, 2 * sizes.mr + 5),
         (sizes.nr + 1, sizes.mr - 1, sizes.kc + 1),
         (1100, 3, 37),
         (1030, 700, 5),

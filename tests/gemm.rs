@@ -296,7 +296,17 @@ fn shapes_tile_and_block_edges() {
                 case.check(path, &mut rng);
             }
         }
-        for depth in [kc - 1, kc, kc + 1, 2 * kc + 1] {
+        // A reduction runs in one slice up to `one_slice_depth`, and in slices of at most
+        // `kc` beyond it.
+        let one_slice = sizes.one_slice_depth;
+        for depth in [
+            kc - 1,
+            kc,
+            kc + 1,
+            one_slice,
+            one_slice + 1,
+            2 * one_slice + 1,
+        ] {
             Case {
                 beta: -0.5,
                 ..Case::simple(19, depth, 21)

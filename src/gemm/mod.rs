@@ -272,8 +272,10 @@ pub struct BlockSizes {
     pub mr: usize,
     /// Columns of a full micro-kernel tile.
     pub nr: usize,
-    /// Reduction depth of a packed panel.
+    /// Maximum depth of a packed panel when the reduction is split into slices.
     pub kc: usize,
+    /// Longest reduction that runs as one slice.
+    pub one_slice_depth: usize,
     /// Rows of a packed A block.
     pub mc: usize,
     /// Columns of a packed B panel.
@@ -290,6 +292,7 @@ impl BlockSizes {
             mr: kernels.mr(),
             nr: kernels.nr,
             kc: blocking.kc,
+            one_slice_depth: blocking.one_slice_depth,
             mc: blocking.mc,
             nc: blocking.nc,
         }
@@ -326,8 +329,8 @@ fn orientation_cost(
     let c_cost = if problem.c.row_stride == 1 {
         0.0
     } else {
-        let kc = blocking.kc as f64;
-        m * n * (k / kc).ceil() * STAGED_STORE_CYCLES
+        let slices = blocking.reduction_slices(problem.k).parts() as f64;
+        m * n * slices * STAGED_STORE_CYCLES
     };
 
     // One vector FMA per cycle, an estimate for current x86 cores.

@@ -256,12 +256,14 @@ pub(crate) unsafe fn run(
         direct_a: direct.a,
         direct_b: direct.b,
     };
-    let Blocking { kc, nc, .. } = nest.blocking;
+    let nc = nest.blocking.nc;
 
+    let slices = nest.blocking.reduction_slices(problem.k);
     for jc in (0..problem.n).step_by(nc) {
         let width = nc.min(problem.n - jc);
-        for pc in (0..problem.k).step_by(kc) {
-            let depth = kc.min(problem.k - pc);
+        for slice in 0..slices.parts() {
+            let Range { start: pc, end } = slices.part(slice);
+            let depth = end - pc;
             let beta = if pc == 0 { problem.beta } else { Beta::One };
             let step = PanelStep {
                 jc,
@@ -316,7 +318,7 @@ pub(crate) fn parallel_regions(
     if threads <= 1 {
         return 0;
     }
-    let panels = problem.n.div_ceil(blocking.nc) * problem.k.div_ceil(blocking.kc);
+    let panels = problem.n.div_ceil(blocking.nc) * blocking.reduction_slices(problem.k).parts();
     let per_panel = if direct.b { 1 } else { 2 };
     panels * per_panel
 }
@@ -695,6 +697,7 @@ mod tests {
     fn parallel_regions_per_panel() {
         let blocking = Blocking {
             kc: 64,
+            one_slice_depth: 64,
             mc: 64,
             nc: 96,
         };
