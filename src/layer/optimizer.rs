@@ -36,6 +36,10 @@ pub trait Optimizer {
 
     /// Updates parameter tensor number `index` in place from its gradient `grads`.
     ///
+    /// Call [`begin_step`](Optimizer::begin_step) once before the updates of each step, as
+    /// [`Sequential::train_step`](super::Sequential::train_step) does. It checks the
+    /// hyperparameters, which `update` does not, and it advances step counts such as Adam's.
+    ///
     /// Tensors are numbered from 0 in the order they are first updated, so `index` may be at
     /// most one past the highest index used so far.
     ///
@@ -117,6 +121,10 @@ fn update_chunk(par: Parallelism, len: usize) -> Option<usize> {
 ///
 /// One departure: a velocity below `f32::MIN_POSITIVE` in magnitude is stored as zero (see
 /// [`flush_subnormal`]).
+///
+/// The update gives the same bits on every SIMD path ([`simd_path`](crate::simd_path)) and
+/// every [`Parallelism`]: it computes each element with the same operations in the same
+/// order whatever the vector width or the split.
 ///
 /// ```
 /// use densegrad::layer::Sgd;
@@ -278,7 +286,17 @@ impl Sgd {
 /// ```
 ///
 /// With `weight_decay = 0` this is plain Adam. One departure: a moment below
-/// `f32::MIN_POSITIVE` in magnitude is stored as zero (see [`flush_subnormal`]).
+/// `f32::MIN_POSITIVE` in magnitude is stored as zero (see [`flush_subnormal`]). The code
+/// computes the decay as `p·(1 − learning_rate·weight_decay)`, as PyTorch does, and the
+/// denominator as `√v·(1/√(1 − beta2^t)) + epsilon`. Both can round differently from the
+/// formula as written. Like [`Sgd`], it gives the same bits on every SIMD path and every
+/// [`Parallelism`].
+///
+/// NOTE: a gradient above about `√(f32::MAX / (1 − beta2))` in magnitude (5.8e20 with
+/// `beta2 = 0.999`) makes `(1 − beta2)·g²` overflow, and that parameter's second moment
+/// stays infinite, so the parameter no longer moves and no error is returned. Clip such
+/// gradients first, for example with
+/// [`Sequential::clip_gradient_norm`](super::Sequential::clip_gradient_norm).
 ///
 /// ```
 /// use densegrad::layer::Adam;
