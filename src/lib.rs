@@ -91,9 +91,9 @@ pub use rand_chacha;
 ///
 /// The path is chosen once, on first use, as the fastest one this CPU supports, unless the
 /// environment variable `DENSEGRAD_ARCH` names a slower one (for tests and comparisons).
-/// A path the CPU lacks falls back to the fastest supported one below it. A value other
-/// than `avx512`, `avx2` or `portable` falls back to the fastest path. Both print one
-/// warning to standard error.
+/// The name is matched ignoring case and surrounding blanks, and an empty value counts as
+/// unset. A path the CPU lacks falls back to the fastest supported one below it. Any other
+/// value falls back to the fastest path. Both print one warning to standard error.
 ///
 /// ```
 /// let path = densegrad::simd_path();

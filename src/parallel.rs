@@ -5,8 +5,10 @@
 /// Results never depend on this setting: every kernel splits its work into blocks whose
 /// sizes depend only on the problem's shape, and combines them in a fixed order, so
 /// `Sequential` and `Rayon(n)` give bitwise equal results. That holds for the same
-/// operands in the same layout on the same SIMD path ([`simd_path`](crate::simd_path)):
-/// another layout or path may add the products in another order and round differently.
+/// operands in the same layout on the same SIMD path ([`simd_path`](crate::simd_path)) and
+/// the same cache sizes. Another layout or path may add the products in another order and
+/// round differently. So may a CPU with another L1d or L2 size, since the block sizes
+/// follow from them.
 ///
 /// What splits:
 /// - [`gemm`](crate::gemm) splits products of at least 2²³ floating-point operations

@@ -35,6 +35,12 @@ pub const PARALLEL_MIN_FLOPS: u64 = 1 << 23;
 /// result. With `k = 0` or `α = 0`, `A` and `B` are not read and `C ← β·C`. An empty `m`
 /// or `n` returns at once.
 ///
+/// Each element of C is summed in `f32`. A reduction of up to a few hundred steps is
+/// summed in one slice, and a longer one in slices whose sums are added to C in turn. The
+/// slice lengths follow from the L1d size (one slice up to 816 steps, else slices of at
+/// most 512, with 48 KiB and the AVX-512 tiles). The rounding error therefore grows with
+/// `k` as for any `f32` GEMM.
+///
 /// The micro-kernel path (AVX-512F, AVX2+FMA or portable) is detected on the first call;
 /// the environment variable `DENSEGRAD_ARCH=avx512|avx2|portable` forces one. With
 /// [`Parallelism::Rayon`], products of at least 2²³ floating-point operations (`2·m·n·k`)
@@ -274,7 +280,7 @@ pub struct BlockSizes {
     pub nr: usize,
     /// Maximum depth of a packed panel when the reduction is split into slices.
     pub kc: usize,
-    /// Longest reduction that runs as one slice.
+    /// Maximum reduction length that runs as one slice.
     pub one_slice_depth: usize,
     /// Rows of a packed A block.
     pub mc: usize,

@@ -52,10 +52,11 @@ const DIRECT_MAX_STEP_BYTES: usize = 1024;
 /// Maximum number of `mr`-row tiles in A for which B is read in place whatever its size.
 /// Each B micro-panel then serves at most this many micro-kernel calls, so packing it (a
 /// full pass of reads and writes) costs more than the strided reads it saves. With
-/// `kc = 512` on a Sapphire Rapids-class core, reading in place against packing at 16 row
-/// tiles, alternated in one process: 1024³ AB 1 to 4 % faster, 1024³ ABᵀ 2 to 3 %,
-/// 1024×256×1024 AB 1 %, the 1024→1024 forward pass at 512 samples 2 %. At 24 row tiles
-/// (1536³ AB) it was 1 % slower, at 32 (2048³) 2 % and at 64 (4096×256×4096) 2 %.
+/// `kc = 512` on a Sapphire Rapids-class core, reading in place at 16 row tiles was faster
+/// than packing, alternated in one process. It gained 1 to 4 % on 1024³ AB, 2 to 3 % on
+/// 1024³ ABᵀ, 1 % on 1024×256×1024 AB and 2 % on the 1024→1024 forward pass at 512
+/// samples. At 24 row tiles (1536³ AB) it was 1 % slower, at 32 (2048³) 2 % and at 64
+/// (4096×256×4096) 2 %.
 const DIRECT_B_MAX_ROW_TILES: usize = 16;
 
 /// Maximum number of `nr`-column micro-panels of C for which A is read in place whatever
