@@ -56,6 +56,8 @@ const DIRECT_MAX_STEP_BYTES: usize = 1024;
 /// of a 784→256 layer at 32 samples) 109 -> 152 GFLOP/s, and 48×512×768 AB 129 -> 153.
 /// With columns that do not start on lines every vector load spans two of them, and the
 /// same shapes timed level or slower in place, so those keep the smaller limit.
+/// NOTE: a `Vec<f32>`, and so a [`Matrix`](crate::Matrix), is rarely line-aligned, so this
+/// limit mostly serves callers that align their buffers.
 const DIRECT_ALIGNED_MAX_STEP_BYTES: usize = 4096 - size_of::<f32>();
 
 /// Maximum number of `mr`-row tiles in A for which B is read in place whatever its size.
