@@ -213,8 +213,8 @@ impl Optimizer for Sgd {
 }
 
 impl Sgd {
-    /// [`update_with`](Optimizer::update_with) with its element loops compiled for `arch`,
-    /// which this CPU supports. Every path gives the same bits.
+    /// [`update_with`](Optimizer::update_with) with its element loops compiled for `arch`
+    /// (or the fastest supported path below it). Every path gives the same bits.
     fn update_on(
         &mut self,
         arch: Arch,
@@ -402,8 +402,8 @@ impl Optimizer for Adam {
 }
 
 impl Adam {
-    /// [`update_with`](Optimizer::update_with) with its element loops compiled for `arch`,
-    /// which this CPU supports. Every path gives the same bits.
+    /// [`update_with`](Optimizer::update_with) with its element loops compiled for `arch`
+    /// (or the fastest supported path below it). Every path gives the same bits.
     fn update_on(
         &mut self,
         arch: Arch,
