@@ -341,7 +341,20 @@ fn load_safetensors_rejects_wrong_tensors() {
     );
     assert!(load_error(&mut net, &extra).starts_with("unexpected tensor layers.1.weight"));
 
-    assert!(!load_error(&mut net, b"not a safetensors file").is_empty());
+    let garbage = load_error(&mut net, b"not a safetensors file");
+    assert!(
+        garbage.starts_with("the bytes are not a valid safetensors file ("),
+        "{garbage}"
+    );
+    let Err(Error::InvalidArgument { reason, .. }) =
+        Sequential::from_safetensors(b"not a safetensors file")
+    else {
+        panic!("from_safetensors accepted bytes that are not a safetensors file");
+    };
+    assert!(
+        reason.starts_with("the bytes are not a valid safetensors file ("),
+        "{reason}"
+    );
     assert_eq!(
         parameters(&net),
         before,

@@ -86,7 +86,7 @@ impl Sequential {
     /// file, when the architecture metadata is missing or invalid, or when a tensor is
     /// missing or has the wrong shape or dtype. The message names the key or tensor.
     pub fn from_safetensors(bytes: &[u8]) -> Result<Self, Error> {
-        let (_, metadata) = SafeTensors::read_metadata(bytes).map_err(format_error)?;
+        let (_, metadata) = SafeTensors::read_metadata(bytes).map_err(read_error)?;
         let architecture = metadata
             .metadata()
             .as_ref()
@@ -101,7 +101,7 @@ impl Sequential {
 
         // Check each weight's shape in the file before allocating it, so a corrupt header
         // cannot request more memory than the file's own tensors hold.
-        let file = SafeTensors::deserialize(bytes).map_err(format_error)?;
+        let file = SafeTensors::deserialize(bytes).map_err(read_error)?;
         for (l, spec) in specs.iter().enumerate() {
             let name = weight_name(l);
             let tensor = file
@@ -142,7 +142,7 @@ impl Sequential {
     /// file, or when a tensor is missing, unexpected, not `F32`, or of the wrong shape. The
     /// message names the tensor and both shapes or dtypes.
     pub fn load_safetensors(&mut self, bytes: &[u8]) -> Result<(), Error> {
-        let file = SafeTensors::deserialize(bytes).map_err(format_error)?;
+        let file = SafeTensors::deserialize(bytes).map_err(read_error)?;
 
         let mut expected = Vec::with_capacity(self.layers().len() * 2);
         for (l, layer) in self.layers().iter().enumerate() {
@@ -220,6 +220,14 @@ fn invalid(reason: String) -> Error {
 
 fn format_error(err: safetensors::SafeTensorError) -> Error {
     invalid(err.to_string())
+}
+
+/// Describes a file that the `safetensors` crate could not read: its own messages, such
+/// as "header too large", do not say that the bytes are not a valid file.
+fn read_error(err: safetensors::SafeTensorError) -> Error {
+    invalid(format!(
+        "the bytes are not a valid safetensors file ({err})"
+    ))
 }
 
 fn architecture_json(net: &Sequential) -> Value {

@@ -225,7 +225,8 @@ impl Sequential {
     /// (`m × n_out`): probabilities for the cross-entropies, values for mean squared error.
     ///
     /// The output lives in the network's buffers until the next call. A batch larger than
-    /// any before grows the buffers.
+    /// any before grows the buffers. An empty batch (`m = 0`) gives an empty output, while
+    /// the training and evaluation methods reject it.
     ///
     /// # Errors
     ///
@@ -263,7 +264,8 @@ impl Sequential {
     ///   than softmax cross-entropy.
     /// - [`Error::InvalidValue`] naming `logits` (`predictions` for mean squared error)
     ///   and the first row whose output is not finite, which happens once the parameters
-    ///   have diverged, or naming `loss` and the first row whose loss alone is beyond the
+    ///   have diverged or when inputs near the `f32` range overflow inside the network,
+    ///   or naming `loss` and the first row whose loss alone is beyond the
     ///   `f32` range (finite outputs far from their targets), where an update would write
     ///   infinite or NaN parameters.
     /// - [`Error::InvalidArgument`] from `optimizer` for a hyperparameter out of range, or
