@@ -291,6 +291,14 @@ fn run(args: &Args, out: &mut dyn Write, progress: bool) -> Result<Sequential, B
     .with_parallelism(parallelism);
     let mut optimizer = args.optimizer();
 
+    if args.batch_size > data.train.len() {
+        eprintln!(
+            "note: --batch-size {} is larger than the {} training images, so each epoch is \
+             one batch of all of them",
+            args.batch_size,
+            data.train.len()
+        );
+    }
     writeln!(
         out,
         "epoch  mean loss  train acc  test acc  samples/s  seconds"

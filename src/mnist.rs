@@ -406,7 +406,8 @@ pub fn classifier<R: Rng + ?Sized>(
 
 /// Trains `net` for one epoch: one pass over `train` in a fresh random order drawn from
 /// `rng`, in mini-batches of `batch_size` (the last one smaller when `batch_size` does not
-/// divide the number of samples), one `optimizer` step per batch. Calls `on_batch` with the
+/// divide the number of samples, and one batch of all samples when it exceeds their
+/// number), one `optimizer` step per batch. Calls `on_batch` with the
 /// number of samples of each batch after its step. Returns the mean loss over the epoch's
 /// samples, each batch's loss taken before its step.
 ///
