@@ -707,18 +707,19 @@ mod tests {
         }
     }
 
-    /// Returns whether `choose` reads in place an `m × k` A with contiguous columns that
-    /// starts `offset` elements past a cache line, in a product with many column
-    /// micro-panels.
-    fn reads_a_in_place(kernels: &KernelSet, m: usize, k: usize, offset: usize) -> bool {
+    /// Returns whether `choose` reads in place an `m × k` A with contiguous columns
+    /// `col_stride` elements apart that starts `offset` elements past a cache line, in a
+    /// product with `n` columns of C.
+    fn reads_a_in_place(
+        kernels: &KernelSet,
+        (m, k, n): (usize, usize, usize),
+        col_stride: usize,
+        offset: usize,
+    ) -> bool {
         let line = crate::kernel::CACHE_LINE_F32;
-        let data = vec![0.0f32; m * k + 2 * line];
-        let to_line = data.as_ptr().align_offset(line * size_of::<f32>());
-        let start = to_line + offset;
-        let a = MatRef::from_slice(&data[start..start + m * k], k, m)
-            .unwrap()
-            .t();
-        let n = 16 * kernels.nr;
+        let data = vec![0.0f32; col_stride * k + 2 * line];
+        let start = data.as_ptr().align_offset(line * size_of::<f32>()) + offset;
+        let a = MatRef::from_strided(&data, start, m, k, 1, col_stride as isize).unwrap();
         let b_data = vec![0.0f32; k * n];
         let mut c_data = vec![0.0f32; m * n];
         let problem = plain_problem(
@@ -759,33 +760,23 @@ mod tests {
         let kernels = KernelSet::for_arch(Arch::Portable);
         let mr = kernels.mr();
         // 4 KiB, well inside any L1d, with columns a whole number of lines apart.
+        // Many column micro-panels of C.
         let (few, many, k) = (DIRECT_A_SPLIT_MAX_ROW_TILES * mr, 4 * mr, 1024 / (4 * mr));
-        assert!(reads_a_in_place(kernels, many, k, 0));
-        assert!(!reads_a_in_place(kernels, many, k, 3));
-        assert!(reads_a_in_place(kernels, few, k, 0));
-        assert!(reads_a_in_place(kernels, few, k, 3));
+        let n = 16 * kernels.nr;
+        assert!(reads_a_in_place(kernels, (many, k, n), many, 0));
+        assert!(!reads_a_in_place(kernels, (many, k, n), many, 3));
+        assert!(reads_a_in_place(kernels, (few, k, n), few, 0));
+        assert!(reads_a_in_place(kernels, (few, k, n), few, 3));
     }
 
     #[test]
     fn direct_a_far_steps_need_aligned_columns() {
         let kernels = KernelSet::for_arch(Arch::Portable);
         let line = crate::kernel::CACHE_LINE_F32;
-        // A (m × k) with columns `stride` elements apart, too large for L1d, starting
-        // `offset` elements past a cache line, and a C of few column micro-panels.
-        let (m, k, n) = (256, 64, 4 * kernels.nr);
-        let reads_in_place = |stride: usize, offset: usize| {
-            let data = vec![0.0f32; stride * k + 2 * line];
-            let start = data.as_ptr().align_offset(line * size_of::<f32>()) + offset;
-            let a = MatRef::from_strided(&data, start, m, k, 1, stride as isize).unwrap();
-            let b_data = vec![0.0f32; k * n];
-            let mut c_data = vec![0.0f32; m * n];
-            let problem = plain_problem(
-                a,
-                MatRef::from_slice(&b_data, k, n).unwrap(),
-                MatMut::from_slice(&mut c_data, m, n).unwrap(),
-            );
-            DirectOperands::choose(&problem, kernels, Packing::Auto).a
-        };
+        // An A too large for L1d, and a C of few column micro-panels.
+        let shape = (256, 64, 4 * kernels.nr);
+        let reads_in_place =
+            |stride: usize, offset: usize| reads_a_in_place(kernels, shape, stride, offset);
         let near = DIRECT_MAX_STEP_BYTES / size_of::<f32>();
         let far = DIRECT_ALIGNED_MAX_STEP_BYTES / size_of::<f32>() / line * line;
         assert!(reads_in_place(near, 0));
