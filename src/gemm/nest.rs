@@ -103,8 +103,9 @@ pub(crate) struct DirectOperands {
 impl DirectOperands {
     /// Chooses the operands of `problem` to read in place. A qualifies when its columns
     /// are contiguous and it fits in L1d (with columns on cache lines, or few row tiles),
-    /// C has one column micro-panel, or its steps along k are close (closer with columns
-    /// off cache lines) and C has few column micro-panels. B qualifies when its steps
+    /// C has one column micro-panel, or its steps along k are close (within 1 KiB, or
+    /// under 4 KiB when its columns start on cache lines) and C has few column
+    /// micro-panels. B qualifies when its steps
     /// along k are close and A has few row tiles or B is small with contiguous columns.
     /// [`Packing::Always`] packs both.
     pub(crate) fn choose(

@@ -123,8 +123,8 @@ fn update_chunk(par: Parallelism, len: usize) -> Option<usize> {
 /// [`flush_subnormal`]).
 ///
 /// The update gives the same bits on every SIMD path ([`simd_path`](crate::simd_path)) and
-/// every [`Parallelism`]: it computes each element with the same operations in the same
-/// order whatever the vector width or the split.
+/// every [`Parallelism`], because it computes each element with the same operations in
+/// the same order whatever the vector width or the split.
 ///
 /// ```
 /// use densegrad::layer::Sgd;
@@ -589,7 +589,8 @@ mod tests {
             .collect()
     }
 
-    /// An optimiser's `update_on`: an update of one tensor with the loops of a given path.
+    /// Signature of an optimiser's `update_on`, which updates one tensor with the loops of
+    /// a given path.
     type UpdateOn<O> =
         fn(&mut O, Arch, usize, &mut [f32], &[f32], Parallelism) -> Result<(), Error>;
 
