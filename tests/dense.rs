@@ -53,6 +53,22 @@ fn column_major_padded(matrix: &Matrix) -> Strided {
     strided
 }
 
+/// Lays out `matrix` row by row in a buffer of NaN, with rows `cols + 3` apart from
+/// element 2, so each row is contiguous but the matrix is not.
+fn row_major_padded(matrix: &Matrix) -> Strided {
+    let (rows, cols) = (matrix.rows(), matrix.cols());
+    let mut strided = Strided {
+        data: vec![f32::NAN; 2 + rows * (cols + 3)],
+        offset: 2,
+        rows,
+        cols,
+        row_stride: (cols + 3) as isize,
+        col_stride: 1,
+    };
+    strided.view_mut().copy_from(matrix.as_ref()).unwrap();
+    strided
+}
+
 /// Asserts `|actual − expected| ≤ 4·k·ε·(1 + |expected|)` element-wise, for results of
 /// reductions of length `k`.
 fn assert_close(what: &str, actual: MatRef, expected: MatRef, k: usize) {
@@ -422,6 +438,17 @@ fn check_forward(arch: Arch, rng: &mut ChaCha8Rng, shape: (usize, usize, usize))
 /// Compares `dense_backward_with_arch` with the reference for every element-wise input
 /// activation, in both gradient modes, with transposed and padded `δ` and `X`.
 fn check_backward(arch: Arch, rng: &mut ChaCha8Rng, shape: (usize, usize, usize)) {
+    check_backward_in(arch, rng, shape, column_major_padded);
+}
+
+/// Compares `dense_backward_with_arch` with the reference, with `δ`, `X` and every output
+/// laid out by `layout`, in both gradient modes, and without `input_delta`.
+fn check_backward_in(
+    arch: Arch,
+    rng: &mut ChaCha8Rng,
+    shape: (usize, usize, usize),
+    layout: fn(&Matrix) -> Strided,
+) {
     let (m, n_in, n_out) = shape;
     for input_activation in &ACTIVATIONS[..5] {
         let input_activation = *input_activation;
@@ -434,12 +461,11 @@ fn check_backward(arch: Arch, rng: &mut ChaCha8Rng, shape: (usize, usize, usize)
         let what = format!("{arch:?} {m}×{n_in}→{n_out} {input_activation:?}");
 
         for (mode, start) in [(GradMode::Overwrite, f32::NAN), (GradMode::Accumulate, 0.5)] {
-            let (delta_s, x_s) = (column_major_padded(&delta), column_major_padded(&x));
-            // A column-major, padded weight gradient, so partial gradients are added
-            // through strides.
-            let mut grad_w = column_major_padded(&Matrix::from_fn(n_out, n_in, |_, _| start));
+            let (delta_s, x_s) = (layout(&delta), layout(&x));
+            // A padded weight gradient, so partial gradients are added through strides.
+            let mut grad_w = layout(&Matrix::from_fn(n_out, n_in, |_, _| start));
             let mut grad_b = vec![start; n_out];
-            let mut input_delta = column_major_padded(&Matrix::from_fn(m, n_in, |_, _| f32::NAN));
+            let mut input_delta = layout(&Matrix::from_fn(m, n_in, |_, _| f32::NAN));
             dense_backward_with_arch(
                 arch,
                 delta_s.view(),
@@ -475,6 +501,59 @@ fn check_backward(arch: Arch, rng: &mut ChaCha8Rng, shape: (usize, usize, usize)
                 expected.delta_prev.as_ref(),
                 n_out,
             );
+        }
+
+        // A first layer: no input_delta, so dW and db alone, over NaN.
+        let (delta_s, x_s) = (layout(&delta), layout(&x));
+        let mut grad_w = layout(&Matrix::from_fn(n_out, n_in, |_, _| f32::NAN));
+        let mut grad_b = vec![f32::NAN; n_out];
+        dense_backward_with_arch(
+            arch,
+            delta_s.view(),
+            x_s.view(),
+            w.as_ref(),
+            input_activation,
+            DenseGrads {
+                weights: grad_w.view_mut(),
+                bias: &mut grad_b,
+                mode: GradMode::Overwrite,
+            },
+            None,
+            Parallelism::Sequential,
+        )
+        .unwrap();
+        let what = format!("{what} without input_delta");
+        let want_w = expected.grad_weights.as_ref();
+        let want_b = Matrix::from_vec(expected.grad_bias.clone(), 1, n_out).unwrap();
+        let grad_b = Matrix::from_vec(grad_b, 1, n_out).unwrap();
+        assert_close(&format!("{what}: dW"), grad_w.view(), want_w, m);
+        assert_close(&format!("{what}: db"), grad_b.as_ref(), want_b.as_ref(), m);
+    }
+}
+
+#[test]
+fn narrow_layers_match_reference() {
+    // Layers with 1 to 12 outputs whose matrices have contiguous rows take a kernel of
+    // their own, which sweeps the samples once for both products. Every output count up
+    // to one past that limit, inputs around one and two vectors of every path, and
+    // batches of one sample and of two sample blocks.
+    let mut rng = ChaCha8Rng::seed_from_u64(8);
+    let batches = [
+        (1, 16),
+        (7, 1),
+        (5, 7),
+        (9, 8),
+        (6, 9),
+        (3, 15),
+        (4, 17),
+        (11, 33),
+        (1100, 10),
+    ];
+    for arch in Arch::supported() {
+        for n_out in 1..=13 {
+            for (m, n_in) in batches {
+                check_backward_in(arch, &mut rng, (m, n_in, n_out), row_major_padded);
+            }
         }
     }
 }

@@ -11,6 +11,7 @@ use std::cell::RefCell;
 use std::ops::Range;
 
 use super::GradMode;
+use super::narrow;
 use crate::Activation;
 use crate::error::Error;
 use crate::gemm::gemm_fused;
@@ -477,12 +478,40 @@ impl Layer<'_> {
             let block_delta = self.delta.submatrix(first, 0, block_len, n_out)?;
             let block_input = self.input.submatrix(first, 0, block_len, n_in)?;
 
-            // dW ← (dW +) δᵀ·X over this block's samples.
-            let beta = if first == rows.start && mode == GradMode::Overwrite {
-                0.0
-            } else {
-                1.0
+            let mut block_input_delta = match input_delta.as_mut() {
+                Some(view) => {
+                    Some(
+                        view.rb_mut()
+                            .submatrix_mut(first - rows.start, 0, block_len, n_in)?,
+                    )
+                }
+                None => None,
             };
+            let accumulate = first != rows.start || mode == GradMode::Accumulate;
+            add_column_sums(block_delta, grad_bias);
+
+            if narrow::applies(
+                block_delta,
+                block_input,
+                self.weights,
+                grad_weights.as_ref(),
+                block_input_delta.as_ref().map(MatMut::as_ref),
+            ) {
+                narrow::backward_block(
+                    self.arch,
+                    block_delta,
+                    block_input,
+                    self.weights,
+                    self.input_activation,
+                    grad_weights.rb_mut(),
+                    accumulate,
+                    block_input_delta,
+                );
+                continue;
+            }
+
+            // dW ← (dW +) δᵀ·X over this block's samples.
+            let beta = if accumulate { 1.0 } else { 0.0 };
             // SAFETY: `Post::NONE` contains no pointers.
             unsafe {
                 gemm_fused(
@@ -496,14 +525,7 @@ impl Layer<'_> {
                 )?;
             }
 
-            add_column_sums(block_delta, grad_bias);
-
-            if let Some(input_delta) = input_delta.as_mut() {
-                let local_first = first - rows.start;
-                let block_input_delta =
-                    input_delta
-                        .rb_mut()
-                        .submatrix_mut(local_first, 0, block_len, n_in)?;
+            if let Some(block_input_delta) = block_input_delta.take() {
                 propagate(
                     self.arch,
                     block_delta,

@@ -10,6 +10,7 @@ use crate::matrix::{MatMut, MatRef};
 use crate::parallel::Parallelism;
 
 mod fused;
+mod narrow;
 
 /// Whether [`dense_backward`] replaces or adds to the parameter gradients it writes. The
 /// default is `Overwrite`. `input_delta` is overwritten in both modes.

@@ -13,6 +13,9 @@ pub(crate) trait Lane: Copy {
     /// Number of `f32` elements in one vector.
     const WIDTH: usize;
 
+    /// Number of values of this type that the registers can hold at once.
+    const REGISTERS: usize;
+
     /// Returns a vector of zeros.
     ///
     /// # Safety
@@ -130,6 +133,9 @@ pub(crate) struct WideF32x8(wide::f32x8);
 impl Lane for WideF32x8 {
     const WIDTH: usize = 8;
 
+    /// Each value takes two of the 16 SSE registers of a default x86-64 build.
+    const REGISTERS: usize = 8;
+
     #[inline(always)]
     unsafe fn zero() -> Self {
         Self(wide::f32x8::ZERO)
@@ -221,6 +227,7 @@ mod x86 {
 
     impl Lane for Avx2F32x8 {
         const WIDTH: usize = 8;
+        const REGISTERS: usize = 16;
 
         #[inline(always)]
         unsafe fn zero() -> Self {
@@ -549,6 +556,7 @@ mod x86 {
 
     impl Lane for Avx512F32x16 {
         const WIDTH: usize = 16;
+        const REGISTERS: usize = 32;
 
         #[inline(always)]
         unsafe fn zero() -> Self {

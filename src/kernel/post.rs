@@ -451,7 +451,7 @@ fn activate<L: Lane>(activation: Activation, value: L) -> L {
 
 /// Returns `value · f'(z)`, with `f'` computed from `x = f(z)`.
 #[inline(always)]
-fn times_derivative<L: Lane>(activation: Activation, x: L, value: L) -> L {
+pub(super) fn times_derivative<L: Lane>(activation: Activation, x: L, value: L) -> L {
     // SAFETY (all): `value` exists, so the CPU supports `L`.
     let one = unsafe { L::splat(1.0) };
     match activation {

@@ -8,6 +8,7 @@ use super::lane::WideF32x8;
 #[cfg(target_arch = "x86_64")]
 use super::lane::{Avx2F32x8, Avx512F32x16};
 use super::microkernel::{Epilogue, TileArgs, tile_body};
+use super::narrow::{NarrowBackward, narrow_backward_body};
 use super::post::Post;
 
 /// Most columns of C for which [`KernelSet::for_columns`] may choose wider tiles. It
@@ -51,6 +52,9 @@ type OuterProductFn = unsafe fn(&OuterProduct);
 /// place to a stored tile with contiguous columns (see [`Post::apply_to_columns`]).
 type PostFn = unsafe fn(&Post, *mut f32, isize, usize, usize);
 
+/// A compiled backward pass of a layer with few outputs (see [`narrow_backward_body`]).
+type NarrowBackwardFn = unsafe fn(&NarrowBackward);
+
 /// The micro-kernels of one path.
 pub(crate) struct KernelSet {
     /// `f32` elements per vector register.
@@ -87,6 +91,8 @@ pub(crate) struct KernelSet {
     /// (10×1×128) lost 8 %.
     /// NOTE: the cause is not known, and other cores were not timed.
     outer_product: OuterProductFn,
+    /// The backward pass of a layer with few outputs.
+    narrow_backward: NarrowBackwardFn,
     /// The same path with wider tiles, for C with few columns, from the least wide (see
     /// [`KernelSet::for_columns`]).
     wider: &'static [&'static KernelSet],
@@ -212,6 +218,18 @@ impl KernelSet {
         unsafe { (self.outer_product)(args) }
     }
 
+    /// Runs `args`: the gradients of a block of samples of a layer with few outputs.
+    ///
+    /// # Safety
+    ///
+    /// `self` came from [`KernelSet::for_arch`] with a path the CPU supports, and the
+    /// contract of [`narrow_backward_body`] holds for `args`.
+    #[inline]
+    pub(crate) unsafe fn narrow_backward(&self, args: &NarrowBackward) {
+        // SAFETY: the caller upholds the contract, and the CPU supports the path.
+        unsafe { (self.narrow_backward)(args) }
+    }
+
     /// Runs the kernel for a tile of `vectors` vectors by `t.cols` columns.
     ///
     /// # Safety
@@ -284,6 +302,7 @@ static PORTABLE: KernelSet = KernelSet {
     post: portable_post,
     column_sum: portable_column_sum,
     outer_product: portable_outer_product,
+    narrow_backward: portable_narrow_backward,
     wider: &[],
 };
 
@@ -337,6 +356,14 @@ unsafe fn portable_outer_product(args: &OuterProduct) {
 
 /// # Safety
 ///
+/// The contract of [`narrow_backward_body`]; the portable path runs on every CPU.
+unsafe fn portable_narrow_backward(args: &NarrowBackward) {
+    // SAFETY: `wide` lanes need no run-time feature; the caller upholds the rest.
+    unsafe { narrow_backward_body::<WideF32x8>(args) }
+}
+
+/// # Safety
+///
 /// The contract of [`tile_body`]; the portable path runs on every CPU.
 unsafe fn portable_tile<const MV: usize, const NR: usize, const UNIT_B_COLS: bool>(
     t: &TileArgs,
@@ -362,6 +389,7 @@ static AVX2: KernelSet = KernelSet {
     post: avx2_post,
     column_sum: avx2_column_sum,
     outer_product: portable_outer_product,
+    narrow_backward: avx2_narrow_backward,
     wider: &[],
 };
 
@@ -415,6 +443,16 @@ unsafe fn avx2_post(post: &Post, c: *mut f32, col_stride: isize, rows: usize, co
 
 /// # Safety
 ///
+/// The CPU supports AVX2 and FMA, and the contract of [`narrow_backward_body`] holds.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn avx2_narrow_backward(args: &NarrowBackward) {
+    // SAFETY: the caller guarantees AVX2 and FMA, and the rest of the contract.
+    unsafe { narrow_backward_body::<Avx2F32x8>(args) }
+}
+
+/// # Safety
+///
 /// The CPU supports AVX2 and FMA, and the contract of [`tile_body`] holds.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
@@ -446,6 +484,7 @@ static AVX512: KernelSet = KernelSet {
     post: avx512_post,
     column_sum: avx512_column_sum,
     outer_product: portable_outer_product,
+    narrow_backward: avx512_narrow_backward,
     wider: &[&AVX512_WIDE, &AVX512_WIDER],
 };
 
@@ -465,6 +504,7 @@ static AVX512_WIDE: KernelSet = KernelSet {
     post: avx512_post,
     column_sum: avx512_column_sum,
     outer_product: portable_outer_product,
+    narrow_backward: avx512_narrow_backward,
     wider: &[],
 };
 
@@ -485,6 +525,7 @@ static AVX512_WIDER: KernelSet = KernelSet {
     post: avx512_post,
     column_sum: avx512_column_sum,
     outer_product: portable_outer_product,
+    narrow_backward: avx512_narrow_backward,
     wider: &[],
 };
 
@@ -534,6 +575,16 @@ unsafe fn avx512_column_sum(args: &ColumnSum) {
 unsafe fn avx512_post(post: &Post, c: *mut f32, col_stride: isize, rows: usize, cols: usize) {
     // SAFETY: the caller guarantees AVX-512F, and the rest of the contract.
     unsafe { post.apply_to_columns::<Avx512F32x16>(c, col_stride, rows, cols) }
+}
+
+/// # Safety
+///
+/// The CPU supports AVX-512F, and the contract of [`narrow_backward_body`] holds.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn avx512_narrow_backward(args: &NarrowBackward) {
+    // SAFETY: the caller guarantees AVX-512F, and the rest of the contract.
+    unsafe { narrow_backward_body::<Avx512F32x16>(args) }
 }
 
 /// # Safety
