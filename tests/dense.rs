@@ -533,7 +533,7 @@ fn check_backward_in(
 
 #[test]
 fn narrow_layers_match_reference() {
-    // Layers with 1 to 12 outputs whose matrices have contiguous rows take a kernel of
+    // Layers with 1 to 14 outputs whose matrices have contiguous rows take a kernel of
     // their own, which sweeps the samples once for both products. Every output count up
     // to one past that limit, inputs around one and two vectors of every path, and
     // batches of one sample and of two sample blocks.
@@ -550,7 +550,7 @@ fn narrow_layers_match_reference() {
         (1100, 10),
     ];
     for arch in Arch::supported() {
-        for n_out in 1..=13 {
+        for n_out in 1..=15 {
             for (m, n_in) in batches {
                 check_backward_in(arch, &mut rng, (m, n_in, n_out), row_major_padded);
             }
