@@ -314,12 +314,14 @@ fn results_thread_count_independent() {
     let mut rng = ChaCha8Rng::seed_from_u64(4);
     // The second shape is large enough for the GEMM to split its tiles across threads,
     // the third spans two sample blocks, which run as chunks with partial gradients, and
-    // the fourth has blocks of 256 samples, so four chunks run in groups.
+    // the fourth has blocks of 256 samples, so four chunks run in groups. The last has
+    // few outputs, whose kernel takes blocks of 512 samples: five chunks.
     let shapes = [
         (67, 97, 61),
         (700, 257, 130),
         (1100, 257, 130),
-        (1024, 4090, 6),
+        (1024, 4076, 20),
+        (2100, 33, 10),
     ];
     for (m, n_in, n_out) in shapes {
         let x = Matrix::from_fn(m, n_in, |_, _| rng.random_range(0.0..1.0));
