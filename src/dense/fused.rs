@@ -40,7 +40,7 @@ const MAX_SAMPLE_BLOCK: usize = 1024;
 /// sums of `dW` in registers, so shorter blocks cost little, and they let a batch of
 /// 1024 split into two chunks for two threads. On two threads, 1024 samples through a
 /// 128→10 layer ran at 222 to 232 GFLOP/s in blocks of 512, 101 to 210 in blocks of 256
-/// and 120 in one block of 1024 (one thread: 119 to 128 in every case).
+/// and 120 in one block of 1024. One thread ran at 119 to 128 in every case.
 const NARROW_SAMPLE_BLOCK: usize = 512;
 
 /// Number of samples per block for a layer whose samples occupy `row_elements` floats

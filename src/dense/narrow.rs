@@ -119,7 +119,7 @@ pub(super) fn backward_applies(
             .all(has_contiguous_rows)
 }
 
-/// Whether the elements of each row of `view` are adjacent in memory.
+/// Returns whether the elements of each row of `view` are adjacent in memory.
 fn has_contiguous_rows(view: MatRef<'_>) -> bool {
     view.col_stride() == 1 || view.cols() <= 1
 }

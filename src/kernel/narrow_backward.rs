@@ -14,13 +14,13 @@ use super::lane::Lane;
 use super::post::times_derivative;
 use crate::Activation;
 
-/// Most outputs the kernel takes: `n_out` sums and `n_out` weight vectors, plus a vector
-/// of `X`, the propagated error and a broadcast, fit in the 32 ZMM registers of AVX-512
-/// up to `2·14 + 3 = 31`. Paths with fewer registers load the weights from L1 instead
-/// (see [`keeps_weights`]). Timed on one AVX-512 core at m = 128, in GFLOP/s against the
-/// two GEMM calls: with 14 outputs the kernel was level or ahead on every path (128→14:
-/// 121 against 92 on AVX-512, 40 against 40 on AVX2, 20 against 16 portable, and 784→14
-/// 135 against 75). With 16 outputs the weights no longer fit, and the loop nest was
+/// Maximum number of outputs the kernel takes: `n_out` sums and `n_out` weight vectors,
+/// plus a vector of `X`, the propagated error and a broadcast, fit in the 32 ZMM registers
+/// of AVX-512 up to `2·14 + 3 = 31`. Paths with fewer registers load the weights from L1
+/// instead (see [`keeps_weights`]). Timed on one AVX-512 core at m = 128, in GFLOP/s
+/// against the two GEMM calls: with 14 outputs the kernel was level or ahead on every path
+/// (128→14: 121 against 92 on AVX-512, 40 against 40 on AVX2, 20 against 16 portable, and
+/// 784→14 135 against 75). With 16 outputs the weights no longer fit, and the loop nest was
 /// faster on 128→16 (101 against 92), though not on 784→16 (87 against 90).
 pub(crate) const NARROW_MAX_OUTPUTS: usize = 14;
 
@@ -88,7 +88,7 @@ pub(crate) unsafe fn narrow_backward_body<L: Lane>(args: &NarrowBackward) {
     }
 }
 
-/// Most vectors of columns that one tile covers.
+/// Maximum number of vectors of columns that one tile covers.
 const MAX_TILE_VECTORS: usize = 4;
 
 /// Returns whether the weights of a one-vector tile stay in registers for `outputs`

@@ -13,11 +13,11 @@ use super::lane::Lane;
 use super::narrow_backward::load_cols;
 use crate::Activation;
 
-/// Most outputs the kernel takes. Each sample ends with its outputs reduced across lanes
-/// and finished one by one, which more outputs do not repay: on one AVX-512 core at
-/// m = 128, in GFLOP/s against the loop nest, 128→10 ran at 61 against 51, 784→10 at 78
-/// against 75 and 256→4 at 67 against 49, but 128→12 at 42 against 54 and 784→14 at 71
-/// against 73. With AVX2, 128→14 ran at 53 against 60.
+/// Maximum number of outputs the kernel takes. Each sample ends with its outputs reduced
+/// across lanes and finished one by one, which more outputs do not repay: on one AVX-512
+/// core at m = 128, in GFLOP/s against the loop nest, 128→10 ran at 61 against 51, 784→10
+/// at 78 against 75 and 256→4 at 67 against 49, but 128→12 at 42 against 54 and 784→14 at
+/// 71 against 73. With AVX2, 128→14 ran at 53 against 60.
 pub(crate) const NARROW_FORWARD_MAX_OUTPUTS: usize = 10;
 
 /// One call of [`narrow_forward_body`]: `rows` samples through a layer with `outputs`
@@ -74,7 +74,7 @@ pub(crate) unsafe fn narrow_forward_body<L: Lane>(args: &NarrowForward) {
     }
 }
 
-/// Most samples in one group.
+/// Maximum number of samples in one group.
 const MAX_GROUP_ROWS: usize = 4;
 
 /// Returns the samples per group for `outputs` outputs: as many as the registers hold
