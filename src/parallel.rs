@@ -13,9 +13,7 @@
 /// What splits:
 /// - [`gemm`](crate::gemm) splits products of at least 2²³ floating-point operations
 ///   (`2·m·n·k`) across blocks of C; smaller ones run on the calling thread.
-/// - [`dense_forward`](crate::dense_forward) is one such product, split the same way. A
-///   layer with at most 10 outputs whose input and weights have contiguous rows splits
-///   its samples instead, from the same size.
+/// - [`dense_forward`](crate::dense_forward) is one such product, split the same way.
 /// - [`dense_backward`](crate::dense_backward) splits a batch of at least 512 samples into
 ///   chunks of at least 256, each with partial gradients that are added in a fixed
 ///   order. A smaller batch, or a layer whose partial gradients would pass 16 MiB, runs

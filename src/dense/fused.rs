@@ -36,7 +36,7 @@ const MIN_SAMPLE_BLOCK: usize = 256;
 const MAX_SAMPLE_BLOCK: usize = 1024;
 
 /// Number of samples per block of a layer that the few-output kernel takes (see
-/// `narrow::backward_applies`). Its blocks keep nothing in cache for the next product but the
+/// `narrow::applies`). Its blocks keep nothing in cache for the next product but the
 /// sums of `dW` in registers, so shorter blocks cost little, and they let a batch of
 /// 1024 split into two chunks for two threads. On two threads, 1024 samples through a
 /// 128→10 layer ran at 222 to 232 GFLOP/s in blocks of 512, 101 to 210 in blocks of 256
@@ -72,11 +72,6 @@ pub(super) fn forward(
             }
         }
         return activation.forward_in_place(output);
-    }
-
-    if narrow::forward_applies(input, weights) {
-        narrow::forward(arch, input, weights, bias, activation, output, par);
-        return Ok(());
     }
 
     let bias = Bias::Cols(bias.as_ptr());
@@ -202,7 +197,7 @@ pub(super) fn backward(
     // streams the weights and the weight gradient through memory again, which for such
     // layers costs more than reading the block's own rows of δ and X twice: 4096→4096 at
     // m = 1024 in four blocks measured 0.93 × the unfused pair of GEMM calls.
-    let narrow_layer = narrow::backward_applies(
+    let narrow_layer = narrow::applies(
         delta,
         input,
         weights,
@@ -512,7 +507,7 @@ impl Layer<'_> {
             let accumulate = first != rows.start || mode == GradMode::Accumulate;
             add_column_sums(block_delta, grad_bias);
 
-            if narrow::backward_applies(
+            if narrow::applies(
                 block_delta,
                 block_input,
                 self.weights,

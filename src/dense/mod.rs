@@ -1,10 +1,7 @@
 //! Forward and backward pass of one dense layer, `A = f(X·Wᵀ + b)`, one sample per row.
 //!
 //! Both passes run on the blocked GEMM, with the bias, the activation and the activation's
-//! derivative applied in the micro-kernel epilogue (see the `fused` module). Layers with
-//! few outputs, whose products the GEMM tiles fill only in part, run on kernels of their
-//! own when their matrices have contiguous rows (see the `narrow` module): the backward
-//! pass up to 14 outputs, the forward pass up to 10.
+//! derivative applied in the micro-kernel epilogue (see the `fused` module).
 
 use crate::Activation;
 use crate::error::{Error, Shape};

@@ -8,8 +8,7 @@ use super::lane::WideF32x8;
 #[cfg(target_arch = "x86_64")]
 use super::lane::{Avx2F32x8, Avx512F32x16};
 use super::microkernel::{Epilogue, TileArgs, tile_body};
-use super::narrow_backward::{NarrowBackward, narrow_backward_body};
-use super::narrow_forward::{NarrowForward, narrow_forward_body};
+use super::narrow::{NarrowBackward, narrow_backward_body};
 use super::post::Post;
 
 /// Most columns of C for which [`KernelSet::for_columns`] may choose wider tiles. It
@@ -56,9 +55,6 @@ type PostFn = unsafe fn(&Post, *mut f32, isize, usize, usize);
 /// A compiled backward pass of a layer with few outputs (see [`narrow_backward_body`]).
 type NarrowBackwardFn = unsafe fn(&NarrowBackward);
 
-/// A compiled forward pass of a layer with few outputs (see [`narrow_forward_body`]).
-type NarrowForwardFn = unsafe fn(&NarrowForward);
-
 /// The micro-kernels of one path.
 pub(crate) struct KernelSet {
     /// `f32` elements per vector register.
@@ -97,8 +93,6 @@ pub(crate) struct KernelSet {
     outer_product: OuterProductFn,
     /// The backward pass of a layer with few outputs.
     narrow_backward: NarrowBackwardFn,
-    /// The forward pass of a layer with few outputs.
-    narrow_forward: NarrowForwardFn,
     /// The same path with wider tiles, for C with few columns, from the least wide (see
     /// [`KernelSet::for_columns`]).
     wider: &'static [&'static KernelSet],
@@ -236,18 +230,6 @@ impl KernelSet {
         unsafe { (self.narrow_backward)(args) }
     }
 
-    /// Runs `args`: the outputs of a block of samples of a layer with few outputs.
-    ///
-    /// # Safety
-    ///
-    /// `self` came from [`KernelSet::for_arch`] with a path the CPU supports, and the
-    /// contract of [`narrow_forward_body`] holds for `args`.
-    #[inline]
-    pub(crate) unsafe fn narrow_forward(&self, args: &NarrowForward) {
-        // SAFETY: the caller upholds the contract, and the CPU supports the path.
-        unsafe { (self.narrow_forward)(args) }
-    }
-
     /// Runs the kernel for a tile of `vectors` vectors by `t.cols` columns.
     ///
     /// # Safety
@@ -321,7 +303,6 @@ static PORTABLE: KernelSet = KernelSet {
     column_sum: portable_column_sum,
     outer_product: portable_outer_product,
     narrow_backward: portable_narrow_backward,
-    narrow_forward: portable_narrow_forward,
     wider: &[],
 };
 
@@ -383,14 +364,6 @@ unsafe fn portable_narrow_backward(args: &NarrowBackward) {
 
 /// # Safety
 ///
-/// The contract of [`narrow_forward_body`]; the portable path runs on every CPU.
-unsafe fn portable_narrow_forward(args: &NarrowForward) {
-    // SAFETY: `wide` lanes need no run-time feature; the caller upholds the rest.
-    unsafe { narrow_forward_body::<WideF32x8>(args) }
-}
-
-/// # Safety
-///
 /// The contract of [`tile_body`]; the portable path runs on every CPU.
 unsafe fn portable_tile<const MV: usize, const NR: usize, const UNIT_B_COLS: bool>(
     t: &TileArgs,
@@ -417,7 +390,6 @@ static AVX2: KernelSet = KernelSet {
     column_sum: avx2_column_sum,
     outer_product: portable_outer_product,
     narrow_backward: avx2_narrow_backward,
-    narrow_forward: avx2_narrow_forward,
     wider: &[],
 };
 
@@ -481,16 +453,6 @@ unsafe fn avx2_narrow_backward(args: &NarrowBackward) {
 
 /// # Safety
 ///
-/// The CPU supports AVX2 and FMA, and the contract of [`narrow_forward_body`] holds.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn avx2_narrow_forward(args: &NarrowForward) {
-    // SAFETY: the caller guarantees AVX2 and FMA, and the rest of the contract.
-    unsafe { narrow_forward_body::<Avx2F32x8>(args) }
-}
-
-/// # Safety
-///
 /// The CPU supports AVX2 and FMA, and the contract of [`tile_body`] holds.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
@@ -523,7 +485,6 @@ static AVX512: KernelSet = KernelSet {
     column_sum: avx512_column_sum,
     outer_product: portable_outer_product,
     narrow_backward: avx512_narrow_backward,
-    narrow_forward: avx512_narrow_forward,
     wider: &[&AVX512_WIDE, &AVX512_WIDER],
 };
 
@@ -544,7 +505,6 @@ static AVX512_WIDE: KernelSet = KernelSet {
     column_sum: avx512_column_sum,
     outer_product: portable_outer_product,
     narrow_backward: avx512_narrow_backward,
-    narrow_forward: avx512_narrow_forward,
     wider: &[],
 };
 
@@ -566,7 +526,6 @@ static AVX512_WIDER: KernelSet = KernelSet {
     column_sum: avx512_column_sum,
     outer_product: portable_outer_product,
     narrow_backward: avx512_narrow_backward,
-    narrow_forward: avx512_narrow_forward,
     wider: &[],
 };
 
@@ -626,16 +585,6 @@ unsafe fn avx512_post(post: &Post, c: *mut f32, col_stride: isize, rows: usize, 
 unsafe fn avx512_narrow_backward(args: &NarrowBackward) {
     // SAFETY: the caller guarantees AVX-512F, and the rest of the contract.
     unsafe { narrow_backward_body::<Avx512F32x16>(args) }
-}
-
-/// # Safety
-///
-/// The CPU supports AVX-512F, and the contract of [`narrow_forward_body`] holds.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn avx512_narrow_forward(args: &NarrowForward) {
-    // SAFETY: the caller guarantees AVX-512F, and the rest of the contract.
-    unsafe { narrow_forward_body::<Avx512F32x16>(args) }
 }
 
 /// # Safety

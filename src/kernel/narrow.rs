@@ -325,7 +325,7 @@ impl<L: Lane, const N: usize, const V: usize> Tile<'_, L, N, V> {
 ///
 /// The CPU supports `L`, `width ≤ WIDTH`, and the `width` elements are readable.
 #[inline(always)]
-pub(super) unsafe fn load_cols<L: Lane>(ptr: *const f32, width: usize) -> L {
+unsafe fn load_cols<L: Lane>(ptr: *const f32, width: usize) -> L {
     // SAFETY: the caller's contract.
     unsafe {
         if width == L::WIDTH {
