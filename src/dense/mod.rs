@@ -236,8 +236,8 @@ pub fn dense_backward_with_arch(
     if input_activation == Activation::Softmax {
         return Err(Error::InvalidArgument {
             operand: "input_activation",
-            reason: "softmax has no element-wise derivative, so the error cannot be passed \
-                     through it; use softmax only on the output layer"
+            reason: "softmax has no element-wise derivative, so the gradient cannot be \
+                     propagated through it; use softmax only on the output layer"
                 .to_string(),
         });
     }
