@@ -462,12 +462,11 @@ fn check_backward_in(
                 .unwrap();
         let what = format!("{arch:?} {m}×{n_in}→{n_out} {input_activation:?}");
 
-        for (mode, start) in [(GradMode::Overwrite, f32::NAN), (GradMode::Accumulate, 0.5)] {
-            let (delta_s, x_s) = (layout(&delta), layout(&x));
-            // A padded weight gradient, so partial gradients are added through strides.
-            let mut grad_w = layout(&Matrix::from_fn(n_out, n_in, |_, _| start));
-            let mut grad_b = vec![start; n_out];
-            let mut input_delta = layout(&Matrix::from_fn(m, n_in, |_, _| f32::NAN));
+        let (delta_s, x_s) = (layout(&delta), layout(&x));
+        let backward = |grad_w: &mut Strided,
+                        grad_b: &mut [f32],
+                        mode: GradMode,
+                        input_delta: Option<&mut Strided>| {
             dense_backward_with_arch(
                 arch,
                 delta_s.view(),
@@ -476,13 +475,21 @@ fn check_backward_in(
                 input_activation,
                 DenseGrads {
                     weights: grad_w.view_mut(),
-                    bias: &mut grad_b,
+                    bias: grad_b,
                     mode,
                 },
-                Some(input_delta.view_mut()),
+                input_delta.map(|view| view.view_mut()),
                 Parallelism::Sequential,
             )
             .unwrap();
+        };
+
+        for (mode, start) in [(GradMode::Overwrite, f32::NAN), (GradMode::Accumulate, 0.5)] {
+            // A padded weight gradient, so partial gradients are added through strides.
+            let mut grad_w = layout(&Matrix::from_fn(n_out, n_in, |_, _| start));
+            let mut grad_b = vec![start; n_out];
+            let mut input_delta = layout(&Matrix::from_fn(m, n_in, |_, _| f32::NAN));
+            backward(&mut grad_w, &mut grad_b, mode, Some(&mut input_delta));
 
             let offset = if mode == GradMode::Accumulate {
                 start
@@ -506,24 +513,9 @@ fn check_backward_in(
         }
 
         // A first layer: no input_delta, so dW and db alone, over NaN.
-        let (delta_s, x_s) = (layout(&delta), layout(&x));
         let mut grad_w = layout(&Matrix::from_fn(n_out, n_in, |_, _| f32::NAN));
         let mut grad_b = vec![f32::NAN; n_out];
-        dense_backward_with_arch(
-            arch,
-            delta_s.view(),
-            x_s.view(),
-            w.as_ref(),
-            input_activation,
-            DenseGrads {
-                weights: grad_w.view_mut(),
-                bias: &mut grad_b,
-                mode: GradMode::Overwrite,
-            },
-            None,
-            Parallelism::Sequential,
-        )
-        .unwrap();
+        backward(&mut grad_w, &mut grad_b, GradMode::Overwrite, None);
         let what = format!("{what} without input_delta");
         let want_w = expected.grad_weights.as_ref();
         let want_b = Matrix::from_vec(expected.grad_bias.clone(), 1, n_out).unwrap();
