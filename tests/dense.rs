@@ -40,30 +40,28 @@ const SHAPES: [(usize, usize, usize); 10] = [
 /// Lays out `matrix` transposed and padded in a buffer of NaN, so its element (i, j) sits at
 /// `j·(rows + 3) + i + 2`: a column-major layout with a gap.
 fn column_major_padded(matrix: &Matrix) -> Strided {
-    let (rows, cols) = (matrix.rows(), matrix.cols());
-    let mut strided = Strided {
-        data: vec![f32::NAN; 2 + cols * (rows + 3)],
-        offset: 2,
-        rows,
-        cols,
-        row_stride: 1,
-        col_stride: (rows + 3) as isize,
-    };
-    strided.view_mut().copy_from(matrix.as_ref()).unwrap();
-    strided
+    let gap_after = matrix.rows() + 3;
+    padded(matrix, 1, gap_after as isize)
 }
 
 /// Lays out `matrix` row by row in a buffer of NaN, with rows `cols + 3` apart from
 /// element 2, so each row is contiguous but the matrix is not.
 fn row_major_padded(matrix: &Matrix) -> Strided {
+    let gap_after = matrix.cols() + 3;
+    padded(matrix, gap_after as isize, 1)
+}
+
+/// Copies `matrix` into a buffer of NaN with the given strides, from element 2.
+fn padded(matrix: &Matrix, row_stride: isize, col_stride: isize) -> Strided {
     let (rows, cols) = (matrix.rows(), matrix.cols());
+    let last = (rows.max(1) - 1) as isize * row_stride + (cols.max(1) - 1) as isize * col_stride;
     let mut strided = Strided {
-        data: vec![f32::NAN; 2 + rows * (cols + 3)],
+        data: vec![f32::NAN; 2 + last as usize + 4],
         offset: 2,
         rows,
         cols,
-        row_stride: (cols + 3) as isize,
-        col_stride: 1,
+        row_stride,
+        col_stride,
     };
     strided.view_mut().copy_from(matrix.as_ref()).unwrap();
     strided
