@@ -5,10 +5,11 @@
 //! With few outputs (a classifier's last layer, 128→10), both products of the loop nest
 //! have a short side: `δᵀ·X` has `n_out` rows and `δ·W` a reduction of `n_out` steps. The
 //! loop nest then spends more time packing, storing and re-reading tiles for the
-//! derivative than in FMAs. Here one vector of columns keeps its `n_out` partial sums of
-//! `dW` and the `n_out` matching vectors of `W` in registers for the whole block of
-//! samples. Each sample then costs one load of `X`, `n_out` broadcasts of `δ`, `2·n_out`
-//! FMAs and one store of `input_delta`.
+//! derivative than in FMAs. Here a tile of one to four vectors of columns keeps its
+//! `n_out` partial sums of `dW` per vector in registers for the whole block of samples,
+//! and the matching vectors of `W` too where the registers allow. Each sample then costs,
+//! per vector, one load of `X`, `2·n_out` FMAs and one store of `input_delta`, with
+//! `n_out` broadcasts of `δ` shared by the tile.
 
 use super::lane::Lane;
 use super::post::times_derivative;
@@ -94,7 +95,7 @@ const MAX_TILE_VECTORS: usize = 4;
 /// Returns whether the weights of a one-vector tile stay in registers for `outputs`
 /// outputs: `outputs` sums and `outputs` weights, a load of `X`, an error and a broadcast
 /// of `δ`. Otherwise each FMA loads its weight from L1, which costs less than letting the
-/// compiler spill the sums of `dW`: on AVX2 (16 registers), a 128→10 layer ran at 47
+/// compiler spill the sums of `dW`. On AVX2 (16 registers), a 128→10 layer ran at 47
 /// GFLOP/s with every weight in a register, below the loop nest's 55.
 const fn keeps_weights(outputs: usize, registers: usize) -> bool {
     2 * outputs + 3 <= registers
@@ -227,9 +228,9 @@ unsafe fn column_tile<L: Lane, const N: usize, const V: usize>(
     }
 }
 
-// What a sweep writes besides `dW`, as a const parameter so that each variant compiles
-// to its own loop: no propagated error (a first layer), or the error times the
-// derivative of one activation.
+// The kinds of sweep, as const parameters so that each compiles to its own loop.
+// NO_ERROR skips the propagated error, for a first layer. The others write the error
+// times the derivative of one activation.
 const NO_ERROR: u8 = 0;
 const IDENTITY: u8 = 1;
 const RELU: u8 = 2;
