@@ -476,6 +476,36 @@ fn shapes_few_columns_every_tile_set() {
     }
 }
 
+#[test]
+fn shapes_few_rows_one_vector_tiles() {
+    // C with at most one vector of rows takes one-vector tiles with many columns where
+    // the path has them (on AVX-512, 16 × 24). The rows run up to one past a vector of
+    // every path, the columns straddle 24 and its double, and B comes packed, strided in
+    // place (column-major or reversed) and padded, so both ways of addressing B's
+    // columns run. Each shape also runs turned.
+    let mut rng = Rng(0x5eed_0000_0000_1a24);
+    for path in paths() {
+        let mut index = 0usize;
+        for rows in [1, 7, 8, 9, 15, 16, 17] {
+            for columns in [23, 24, 25, 47, 49] {
+                for depth in [3, 9, 130] {
+                    for (m, n) in [(rows, columns), (columns, rows)] {
+                        index += 1;
+                        Case {
+                            a_layout: INPUT_LAYOUTS[index % 5],
+                            b_layout: INPUT_LAYOUTS[(index / 5) % 4],
+                            c_variant: index,
+                            beta: SCALARS[index % 4],
+                            ..Case::simple(m, depth, n)
+                        }
+                        .check(path, &mut rng);
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// Checks each (m, k, n) with A's rows and B's columns contiguous, as the dot-product path
 /// needs, on every path, C layout and a few α and β.
 fn check_contiguous_along_k(rng: &mut Rng, shapes: &[(usize, usize, usize)]) {

@@ -198,7 +198,14 @@ unsafe fn run(mut problem: Problem, arch: Arch, packing: Packing, par: Paralleli
         problem = transposed;
         direct = transposed_direct;
     }
-    let fitted = kernels.for_columns(problem.n);
+    // A C of one vector of rows takes one-vector tiles where the path has them. Otherwise
+    // a C with few columns takes wider tiles.
+    let by_rows = kernels.for_rows(problem.m);
+    let fitted = if core::ptr::eq(by_rows, kernels) {
+        kernels.for_columns(problem.n)
+    } else {
+        by_rows
+    };
     let (kernels, blocking) = if core::ptr::eq(fitted, kernels) {
         (kernels, blocking)
     } else {
