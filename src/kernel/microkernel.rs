@@ -7,6 +7,7 @@
 //! the tile sits and whatever its size. This is what makes threaded results bitwise equal
 //! to sequential ones.
 
+use super::addressing::{MAX_STRIDED_ELEMENTS, StridedElements};
 use super::lane::{Lane, MAX_WIDTH as MAX_LANE_WIDTH};
 use super::post::Post;
 
@@ -130,7 +131,7 @@ pub(crate) unsafe fn tile_body<
     let mut acc = [[unsafe { L::zero() }; MV]; NR];
     let mut a = t.a;
     let (a_step, b_step) = (t.a_k_stride, t.b_k_stride);
-    let mut b = BRow::<UNIT_B_COLS>::new(t.b, b_col_stride);
+    let mut b = StridedElements::<UNIT_B_COLS>::new(t.b, b_col_stride);
 
     // Each accumulator still gets its FMAs in the order p = 0, 1, …, k − 1, so the
     // unrolling does not change any result. Wrapping offsets: after the last step the
@@ -168,66 +169,6 @@ pub(crate) unsafe fn tile_body<
 /// runs). Four and eight steps were no faster than two, and slower on 64³.
 const K_UNROLL: usize = 2;
 
-/// Columns of a strided B micro-panel that share one base pointer in [`BRow`]. Their
-/// addresses are `base + {0, 1, 2, 3}·stride`, which x86 addressing reaches from the
-/// stride and its triple in two registers, so four columns cost one pointer register.
-const COLUMNS_PER_BASE: usize = 4;
-
-/// Maximum number of base pointers of a [`BRow`], enough for 32 columns.
-const MAX_BASES: usize = 8;
-
-/// The current row of a B micro-panel: where each of its `NR` elements is read.
-///
-/// With unit column stride that is one pointer. A strided panel keeps one base pointer
-/// per [`COLUMNS_PER_BASE`] columns. From a single pointer, the compiler derived each
-/// column's address from the previous one's, a chain of one add per column on every
-/// step. That chain, not the FMAs, set the pace of one-vector tiles: in separate runs at
-/// 1024 samples through a 128→10 layer on AVX-512, a `16 × 24` tile ran at about 68
-/// GFLOP/s, no faster than `16 × 6`, and at 83 with a base per four columns.
-struct BRow<const UNIT_B_COLS: bool> {
-    bases: [*const f32; MAX_BASES],
-    stride: isize,
-}
-
-impl<const UNIT_B_COLS: bool> BRow<UNIT_B_COLS> {
-    /// The row at `b`, whose elements are `stride` apart (1 when `UNIT_B_COLS`).
-    #[inline(always)]
-    fn new(b: *const f32, stride: isize) -> Self {
-        let mut bases = [b; MAX_BASES];
-        if !UNIT_B_COLS {
-            for (g, base) in bases.iter_mut().enumerate() {
-                *base = b.wrapping_offset((g * COLUMNS_PER_BASE) as isize * stride);
-            }
-        }
-        BRow { bases, stride }
-    }
-
-    /// Moves to the row `step` elements on.
-    #[inline(always)]
-    fn advance(&mut self, step: isize) {
-        if UNIT_B_COLS {
-            self.bases[0] = self.bases[0].wrapping_offset(step);
-            return;
-        }
-        // Hidden from the optimiser, so that it cannot see every base as the first plus
-        // a multiple of the stride and fold them back into one chained pointer.
-        let step = core::hint::black_box(step);
-        for base in &mut self.bases {
-            *base = base.wrapping_offset(step);
-        }
-    }
-
-    /// Returns the address of element `j` of the row `offset` elements on.
-    #[inline(always)]
-    fn element(&self, j: usize, offset: isize) -> *const f32 {
-        if UNIT_B_COLS {
-            return self.bases[0].wrapping_offset(offset + j as isize);
-        }
-        let base = self.bases[j / COLUMNS_PER_BASE].wrapping_offset(offset);
-        base.wrapping_offset((j % COLUMNS_PER_BASE) as isize * self.stride)
-    }
-}
-
 /// Adds the outer product of one A micro-panel column and one B micro-panel row to the
 /// accumulators. The row is `offset` elements on from the row `b` is at.
 ///
@@ -239,10 +180,10 @@ impl<const UNIT_B_COLS: bool> BRow<UNIT_B_COLS> {
 unsafe fn fma_step<L: Lane, const MV: usize, const NR: usize, const UNIT_B_COLS: bool>(
     acc: &mut [[L; MV]; NR],
     a: *const f32,
-    b: &BRow<UNIT_B_COLS>,
+    b: &StridedElements<UNIT_B_COLS>,
     offset: isize,
 ) {
-    const { assert!(NR <= COLUMNS_PER_BASE * MAX_BASES) };
+    const { assert!(NR <= MAX_STRIDED_ELEMENTS) };
     // SAFETY: the caller guarantees that the column is readable.
     let a_col: [L; MV] = core::array::from_fn(|v| unsafe { L::load(a.add(v * L::WIDTH)) });
     for (j, acc_col) in acc.iter_mut().enumerate() {

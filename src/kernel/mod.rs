@@ -7,6 +7,7 @@
 //! the same way. [`Arch`] selects the path at run time, and `vectorize` compiles plain
 //! element-wise loops, such as the optimisers' updates, for its vector width.
 
+mod addressing;
 mod columns;
 mod dispatch;
 mod dot;
