@@ -407,6 +407,28 @@ static AVX2: KernelSet = KernelSet {
     outer_product: portable_outer_product,
     narrow_backward: avx2_narrow_backward,
     wider: &[],
+    one_vector: Some(&AVX2_ONE_VECTOR),
+};
+
+/// AVX2 with `8 × 12` tiles, for C with at most 8 rows (see [`KernelSet::for_rows`]):
+/// 12 accumulators, the loaded vector of A and a broadcast in the 16 YMM registers, where
+/// `16 × 6` tiles would leave half of every FMA on padding rows.
+#[cfg(target_arch = "x86_64")]
+static AVX2_ONE_VECTOR: KernelSet = KernelSet {
+    lane_width: 8,
+    max_vectors: 1,
+    nr: 12,
+    avx_transpose: true,
+    dot_line_limits: AVX2_DOT_LIMITS,
+    unit_b_tiles: tile_table!(avx2_tile; true; [1]; [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]),
+    strided_b_tiles: tile_table!(avx2_tile; false; [1]; [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]),
+    dots: avx2_dots,
+    dot_block: avx2_dot_block,
+    post: avx2_post,
+    column_sum: avx2_column_sum,
+    outer_product: portable_outer_product,
+    narrow_backward: avx2_narrow_backward,
+    wider: &[],
     one_vector: None,
 };
 
