@@ -198,14 +198,7 @@ unsafe fn run(mut problem: Problem, arch: Arch, packing: Packing, par: Paralleli
         problem = transposed;
         direct = transposed_direct;
     }
-    // A C of one vector of rows takes one-vector tiles where the path has them. Otherwise
-    // a C with few columns takes wider tiles.
-    let by_rows = kernels.for_rows(problem.m);
-    let fitted = if core::ptr::eq(by_rows, kernels) {
-        kernels.for_columns(problem.n)
-    } else {
-        by_rows
-    };
+    let fitted = fitted_kernels(&problem, kernels);
     let (kernels, blocking) = if core::ptr::eq(fitted, kernels) {
         (kernels, blocking)
     } else {
@@ -312,17 +305,41 @@ impl BlockSizes {
     }
 }
 
-/// Estimates the cycles that `problem`, computed as given, spends outside useful FMAs, to
-/// choose between computing `C` and `Cᵀ = Bᵀ·Aᵀ`.
+/// Longest reduction for which a C with few rows takes one-vector tiles. Their many
+/// columns of B, read in place, each stream `k` elements through L1 at once, and with
+/// longer reductions they lost to the default tiles. Rows of C against columns of B
+/// 1024×k×10 and 1024×k×16 `ab` on one AVX-512 core, GFLOP/s of `16 × 24` tiles against
+/// `16 × 6`: 90 and 75, 144 and 118 at k = 128; 76 and 74, 135 and 119 at k = 256; 70
+/// and 74, 130 and 118 at k = 320; 42 and 70, 66 and 115 at k = 1024.
+const ONE_VECTOR_MAX_DEPTH: usize = 256;
+
+/// Returns the kernels for `problem` as oriented: one-vector tiles for a C with few rows
+/// whose columns are contiguous and a reduction of at most [`ONE_VECTOR_MAX_DEPTH`],
+/// otherwise wider tiles for a C with few columns (see [`KernelSet::for_columns`]), or
+/// `kernels` itself. One-vector tiles lost to the default tiles where C took the scalar
+/// staging path: 16×128×1024 `abt` ran at 50 GFLOP/s against 60.
+fn fitted_kernels(problem: &Problem, kernels: &'static KernelSet) -> &'static KernelSet {
+    if problem.k <= ONE_VECTOR_MAX_DEPTH && problem.c.row_stride == 1 {
+        let by_rows = kernels.for_rows(problem.m);
+        if !core::ptr::eq(by_rows, kernels) {
+            return by_rows;
+        }
+    }
+    kernels.for_columns(problem.n)
+}
+
+/// Estimates the cycles that `problem`, computed as given, spends on packing, stores and
+/// vector FMAs, to choose between computing `C` and `Cᵀ = Bᵀ·Aᵀ`.
 ///
 /// Three costs differ between the two. Packing is a plain copy, or a transposing one for
 /// A without contiguous columns and B without contiguous rows. A `C` without contiguous
-/// columns takes the scalar staging path. Rows padded up to a whole vector waste FMA
-/// lanes. The per-element cycle counts are estimates from profiles on one Zen 4 core;
-/// they only need the right order of magnitude.
+/// columns takes the scalar staging path. The FMAs count in vectors of the tiles that
+/// run, so rows padded up to a whole vector, and the narrower vectors of one-vector tiles
+/// for few rows, cost more. The per-element cycle counts are estimates from profiles on
+/// one Zen 4 core; they only need the right order of magnitude.
 fn orientation_cost(
     problem: &Problem,
-    kernels: &KernelSet,
+    kernels: &'static KernelSet,
     blocking: Blocking,
     direct: DirectOperands,
 ) -> f64 {
@@ -346,12 +363,13 @@ fn orientation_cost(
         m * n * slices * STAGED_STORE_CYCLES
     };
 
-    // One vector FMA per cycle, an estimate for current x86 cores.
-    let width = kernels.lane_width;
-    let padding_rows = (problem.m.div_ceil(width) * width - problem.m) as f64;
-    let padding_cost = padding_rows * n * k / width as f64;
+    // One vector FMA per cycle, an estimate for current x86 cores, in the vectors of the
+    // tiles that `run` takes. Without one-vector tiles both orientations have the same
+    // vectors, and the two costs differ by the padding rows alone.
+    let width = fitted_kernels(problem, kernels).lane_width;
+    let fma_cost = problem.m.div_ceil(width) as f64 * n * k;
 
-    a_cost + b_cost + c_cost + padding_cost
+    a_cost + b_cost + c_cost + fma_cost
 }
 
 /// Returns the number of rayon tasks for `problem`, 1 below [`PARALLEL_MIN_FLOPS`].

@@ -96,9 +96,9 @@ pub(crate) struct KernelSet {
     /// The same path with wider tiles, for C with few columns, from the least wide (see
     /// [`KernelSet::for_columns`]).
     wider: &'static [&'static KernelSet],
-    /// The same path with one-vector tiles, for C with few rows (see
+    /// Sets with one-vector tiles for C with few rows, from the narrowest vectors (see
     /// [`KernelSet::for_rows`]).
-    one_vector: Option<&'static KernelSet>,
+    one_vector: &'static [&'static KernelSet],
 }
 
 impl KernelSet {
@@ -136,15 +136,16 @@ impl KernelSet {
     }
 
     /// Returns the kernels of this path for a product whose C has `rows` rows: the set of
-    /// one-vector tiles when the rows fit one vector and the path has such a set, and
-    /// `self` otherwise. Taller tiles would only add padding rows there, and one-vector
+    /// one-vector tiles with the narrowest vectors that hold the rows, and `self` when
+    /// no such set does. Taller tiles would only add padding rows there, and one-vector
     /// tiles leave the registers to more columns, so each loaded vector of A serves more
     /// FMAs.
     pub(crate) fn for_rows(&'static self, rows: usize) -> &'static KernelSet {
-        match self.one_vector {
-            Some(set) if rows <= self.lane_width => set,
-            _ => self,
-        }
+        self.one_vector
+            .iter()
+            .find(|set| rows <= set.lane_width)
+            .copied()
+            .unwrap_or(self)
     }
 
     /// Rows of a full tile.
@@ -319,7 +320,7 @@ static PORTABLE: KernelSet = KernelSet {
     outer_product: portable_outer_product,
     narrow_backward: portable_narrow_backward,
     wider: &[],
-    one_vector: None,
+    one_vector: &[],
 };
 
 /// # Safety
@@ -407,7 +408,7 @@ static AVX2: KernelSet = KernelSet {
     outer_product: portable_outer_product,
     narrow_backward: avx2_narrow_backward,
     wider: &[],
-    one_vector: Some(&AVX2_ONE_VECTOR),
+    one_vector: &[&AVX2_ONE_VECTOR],
 };
 
 /// AVX2 with `8 × 12` tiles, for C with at most 8 rows (see [`KernelSet::for_rows`]):
@@ -429,7 +430,7 @@ static AVX2_ONE_VECTOR: KernelSet = KernelSet {
     outer_product: portable_outer_product,
     narrow_backward: avx2_narrow_backward,
     wider: &[],
-    one_vector: None,
+    one_vector: &[],
 };
 
 /// # Safety
@@ -525,7 +526,7 @@ static AVX512: KernelSet = KernelSet {
     outer_product: portable_outer_product,
     narrow_backward: avx512_narrow_backward,
     wider: &[&AVX512_WIDE, &AVX512_WIDER],
-    one_vector: Some(&AVX512_ONE_VECTOR),
+    one_vector: &[&AVX2_ONE_VECTOR, &AVX512_ONE_VECTOR],
 };
 
 /// AVX-512 with `48 × 8` tiles, also 24 accumulators, for C with few columns (see
@@ -546,7 +547,7 @@ static AVX512_WIDE: KernelSet = KernelSet {
     outer_product: portable_outer_product,
     narrow_backward: avx512_narrow_backward,
     wider: &[],
-    one_vector: None,
+    one_vector: &[],
 };
 
 /// AVX-512 with `32 × 12` tiles, also 24 accumulators, which cover 9 to 12 columns of C
@@ -568,7 +569,7 @@ static AVX512_WIDER: KernelSet = KernelSet {
     outer_product: portable_outer_product,
     narrow_backward: avx512_narrow_backward,
     wider: &[],
-    one_vector: None,
+    one_vector: &[],
 };
 
 /// AVX-512 with `16 × 24` tiles, for C with at most 16 rows, such as `Cᵀ = W·Xᵀ` for a
@@ -594,7 +595,7 @@ static AVX512_ONE_VECTOR: KernelSet = KernelSet {
     outer_product: portable_outer_product,
     narrow_backward: avx512_narrow_backward,
     wider: &[],
-    one_vector: None,
+    one_vector: &[],
 };
 
 /// # Safety
