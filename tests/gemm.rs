@@ -453,47 +453,53 @@ fn shapes_few_columns_every_tile_set() {
     // micro-panels (on AVX-512: 64 × 6, 48 × 8 or 32 × 12). The rows straddle each set's
     // `mr` and its multiples, and each shape also runs turned, so that either C layout
     // puts the few columns on the loop nest's column side.
-    let mut rng = Rng(0x5eed_0000_0000_0c12);
-    for path in paths() {
-        let mut index = 0usize;
-        for columns in [7, 8, 9, 10, 11, 12, 13, 16] {
-            for rows in [31, 33, 47, 49, 63, 65, 129] {
-                for depth in [9, 300] {
-                    for (m, n) in [(rows, columns), (columns, rows)] {
-                        index += 1;
-                        Case {
-                            a_layout: INPUT_LAYOUTS[index % 4],
-                            b_layout: INPUT_LAYOUTS[(index / 4) % 4],
-                            c_variant: index,
-                            beta: SCALARS[index % 4],
-                            ..Case::simple(m, depth, n)
-                        }
-                        .check(path, &mut rng);
-                    }
-                }
-            }
-        }
-    }
+    check_turned_grid(
+        0x5eed_0000_0000_0c12,
+        &[31, 33, 47, 49, 63, 65, 129],
+        &[7, 8, 9, 10, 11, 12, 13, 16],
+        &[9, 300],
+        4,
+    );
 }
 
 #[test]
 fn shapes_few_rows_one_vector_tiles() {
-    // C with at most one vector of rows takes one-vector tiles with many columns where
-    // the path has them (on AVX-512, 16 × 24). The rows run up to one past a vector of
-    // every path, the columns straddle 24 and its double, and B comes packed, strided in
-    // place (column-major or reversed) and padded, so both ways of addressing B's
-    // columns run. Each shape also runs turned.
-    let mut rng = Rng(0x5eed_0000_0000_1a24);
+    // C with at most one vector of rows, contiguous columns and a reduction of at most
+    // 256 takes one-vector tiles with many columns (8 × 12 up to 8 rows, and on AVX-512
+    // 16 × 24 up to 16). The rows run up to one past a vector of every path, the columns
+    // straddle 24 and its double, and B comes packed, strided in place (column-major or
+    // reversed) and padded, so both ways of addressing B's columns run. Each shape also
+    // runs turned, and C's layouts include contiguous columns.
+    check_turned_grid(
+        0x5eed_0000_0000_1a24,
+        &[1, 7, 8, 9, 15, 16, 17],
+        &[23, 24, 25, 47, 49],
+        &[3, 9, 130],
+        5,
+    );
+}
+
+/// Checks every `rows × depth × columns` product of the grid and its turned twin
+/// `columns × depth × rows` on every path. A cycles through the first `a_layouts` input
+/// layouts, B through the first four, and C's layout and β change from case to case.
+fn check_turned_grid(
+    seed: u64,
+    rows: &[usize],
+    columns: &[usize],
+    depths: &[usize],
+    a_layouts: usize,
+) {
+    let mut rng = Rng(seed);
     for path in paths() {
         let mut index = 0usize;
-        for rows in [1, 7, 8, 9, 15, 16, 17] {
-            for columns in [23, 24, 25, 47, 49] {
-                for depth in [3, 9, 130] {
-                    for (m, n) in [(rows, columns), (columns, rows)] {
+        for &row_count in rows {
+            for &column_count in columns {
+                for &depth in depths {
+                    for (m, n) in [(row_count, column_count), (column_count, row_count)] {
                         index += 1;
                         Case {
-                            a_layout: INPUT_LAYOUTS[index % 5],
-                            b_layout: INPUT_LAYOUTS[(index / 5) % 4],
+                            a_layout: INPUT_LAYOUTS[index % a_layouts],
+                            b_layout: INPUT_LAYOUTS[(index / a_layouts) % 4],
                             c_variant: index,
                             beta: SCALARS[index % 4],
                             ..Case::simple(m, depth, n)

@@ -305,7 +305,7 @@ impl BlockSizes {
     }
 }
 
-/// Longest reduction for which a C with few rows takes one-vector tiles. Their many
+/// Maximum reduction length for which a C with few rows takes one-vector tiles. Their many
 /// columns of B, read in place, each stream `k` elements through L1 at once, and with
 /// longer reductions they lost to the default tiles. Rows of C against columns of B
 /// 1024×k×10 and 1024×k×16 `ab` on one AVX-512 core, GFLOP/s of `16 × 24` tiles against

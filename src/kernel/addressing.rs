@@ -22,20 +22,27 @@ pub(crate) const MAX_STRIDED_ELEMENTS: usize = ELEMENTS_PER_BASE * MAX_BASES;
 /// 1024 samples through a 128→10 layer on AVX-512, a `16 × 24` tile ran at about 68
 /// GFLOP/s with one pointer, no faster than `16 × 6`, and at 83 with a base per four
 /// columns.
-pub(crate) struct StridedElements<const UNIT: bool> {
+pub(crate) struct StridedElements<const UNIT: bool, const N: usize> {
     bases: [*const f32; MAX_BASES],
     stride: isize,
 }
 
-impl<const UNIT: bool> StridedElements<UNIT> {
-    /// Creates the addresses of the elements from `first`, `stride` apart (1 when `UNIT`).
+impl<const UNIT: bool, const N: usize> StridedElements<UNIT, N> {
+    /// Base pointers in use: one for all `N` elements when `UNIT`.
+    const BASES: usize = if UNIT {
+        1
+    } else {
+        N.div_ceil(ELEMENTS_PER_BASE)
+    };
+
+    /// Creates the addresses of the `N` elements from `first`, `stride` apart (1 when
+    /// `UNIT`).
     #[inline(always)]
     pub(crate) fn new(first: *const f32, stride: isize) -> Self {
+        const { assert!(N <= MAX_STRIDED_ELEMENTS) };
         let mut bases = [first; MAX_BASES];
-        if !UNIT {
-            for (g, base) in bases.iter_mut().enumerate() {
-                *base = first.wrapping_offset((g * ELEMENTS_PER_BASE) as isize * stride);
-            }
+        for (g, base) in bases.iter_mut().enumerate().take(Self::BASES) {
+            *base = first.wrapping_offset((g * ELEMENTS_PER_BASE) as isize * stride);
         }
         StridedElements { bases, stride }
     }
@@ -43,19 +50,20 @@ impl<const UNIT: bool> StridedElements<UNIT> {
     /// Moves every element `step` elements on.
     #[inline(always)]
     pub(crate) fn advance(&mut self, step: isize) {
-        if UNIT {
-            self.bases[0] = self.bases[0].wrapping_offset(step);
-            return;
-        }
-        // Hidden from the optimiser, so that it cannot see every base as the first plus
-        // a multiple of the stride and fold them back into one chained pointer.
-        let step = core::hint::black_box(step);
-        for base in &mut self.bases {
+        // A strided step is hidden from the optimiser, so that it cannot see every base as
+        // the first plus a multiple of the stride and fold them back into one chained
+        // pointer.
+        let step = if UNIT {
+            step
+        } else {
+            core::hint::black_box(step)
+        };
+        for base in self.bases.iter_mut().take(Self::BASES) {
             *base = base.wrapping_offset(step);
         }
     }
 
-    /// Returns the address of element `j`, `offset` elements on.
+    /// Returns the address of element `j < N`, `offset` elements on.
     #[inline(always)]
     pub(crate) fn element(&self, j: usize, offset: isize) -> *const f32 {
         if UNIT {

@@ -46,7 +46,7 @@ impl Arch {
                     && std::arch::is_x86_feature_detected!("fma")
             }
             // The AVX-512 path also runs AVX2 kernels (one-vector tiles of 8 rows), so it
-            // needs both, which every AVX-512 CPU so far has.
+            // requires AVX2 and FMA as well.
             #[cfg(target_arch = "x86_64")]
             Arch::Avx512 => {
                 std::arch::is_x86_feature_detected!("avx512f") && Arch::Avx2.is_supported()

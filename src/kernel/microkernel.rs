@@ -7,7 +7,7 @@
 //! the tile sits and whatever its size. This is what makes threaded results bitwise equal
 //! to sequential ones.
 
-use super::addressing::{MAX_STRIDED_ELEMENTS, StridedElements};
+use super::addressing::StridedElements;
 use super::lane::{Lane, MAX_WIDTH as MAX_LANE_WIDTH};
 use super::post::Post;
 
@@ -131,7 +131,7 @@ pub(crate) unsafe fn tile_body<
     let mut acc = [[unsafe { L::zero() }; MV]; NR];
     let mut a = t.a;
     let (a_step, b_step) = (t.a_k_stride, t.b_k_stride);
-    let mut b = StridedElements::<UNIT_B_COLS>::new(t.b, b_col_stride);
+    let mut b = StridedElements::<UNIT_B_COLS, NR>::new(t.b, b_col_stride);
 
     // Each accumulator still gets its FMAs in the order p = 0, 1, …, k − 1, so the
     // unrolling does not change any result. Wrapping offsets: after the last step the
@@ -180,10 +180,9 @@ const K_UNROLL: usize = 2;
 unsafe fn fma_step<L: Lane, const MV: usize, const NR: usize, const UNIT_B_COLS: bool>(
     acc: &mut [[L; MV]; NR],
     a: *const f32,
-    b: &StridedElements<UNIT_B_COLS>,
+    b: &StridedElements<UNIT_B_COLS, NR>,
     offset: isize,
 ) {
-    const { assert!(NR <= MAX_STRIDED_ELEMENTS) };
     // SAFETY: the caller guarantees that the column is readable.
     let a_col: [L; MV] = core::array::from_fn(|v| unsafe { L::load(a.add(v * L::WIDTH)) });
     for (j, acc_col) in acc.iter_mut().enumerate() {

@@ -394,6 +394,13 @@ unsafe fn portable_tile<const MV: usize, const NR: usize, const UNIT_B_COLS: boo
 /// registers.
 #[cfg(target_arch = "x86_64")]
 static AVX2: KernelSet = KernelSet {
+    one_vector: &[&AVX2_ONE_VECTOR],
+    ..AVX2_SHARED
+};
+
+/// The AVX2 kernels with `16 × 6` tiles, whose other kernels every AVX2 set shares.
+#[cfg(target_arch = "x86_64")]
+const AVX2_SHARED: KernelSet = KernelSet {
     lane_width: 8,
     max_vectors: 2,
     nr: 6,
@@ -408,7 +415,7 @@ static AVX2: KernelSet = KernelSet {
     outer_product: portable_outer_product,
     narrow_backward: avx2_narrow_backward,
     wider: &[],
-    one_vector: &[&AVX2_ONE_VECTOR],
+    one_vector: &[],
 };
 
 /// AVX2 with `8 × 12` tiles, for C with at most 8 rows (see [`KernelSet::for_rows`]):
@@ -416,21 +423,11 @@ static AVX2: KernelSet = KernelSet {
 /// `16 × 6` tiles would leave half of every FMA on padding rows.
 #[cfg(target_arch = "x86_64")]
 static AVX2_ONE_VECTOR: KernelSet = KernelSet {
-    lane_width: 8,
     max_vectors: 1,
     nr: 12,
-    avx_transpose: true,
-    dot_line_limits: AVX2_DOT_LIMITS,
     unit_b_tiles: tile_table!(avx2_tile; true; [1]; [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]),
     strided_b_tiles: tile_table!(avx2_tile; false; [1]; [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]),
-    dots: avx2_dots,
-    dot_block: avx2_dot_block,
-    post: avx2_post,
-    column_sum: avx2_column_sum,
-    outer_product: portable_outer_product,
-    narrow_backward: avx2_narrow_backward,
-    wider: &[],
-    one_vector: &[],
+    ..AVX2_SHARED
 };
 
 /// # Safety
@@ -512,6 +509,14 @@ unsafe fn avx2_tile<const MV: usize, const NR: usize, const UNIT_B_COLS: bool>(
 /// Each step loads 4 vectors and 6 broadcasts for 24 FMAs, where `48 × 8` loads 3 and 8.
 #[cfg(target_arch = "x86_64")]
 static AVX512: KernelSet = KernelSet {
+    wider: &[&AVX512_WIDE, &AVX512_WIDER],
+    one_vector: &[&AVX2_ONE_VECTOR, &AVX512_ONE_VECTOR],
+    ..AVX512_SHARED
+};
+
+/// The AVX-512 kernels with `64 × 6` tiles, whose other kernels every AVX-512 set shares.
+#[cfg(target_arch = "x86_64")]
+const AVX512_SHARED: KernelSet = KernelSet {
     lane_width: 16,
     max_vectors: 4,
     nr: 6,
@@ -525,29 +530,19 @@ static AVX512: KernelSet = KernelSet {
     column_sum: avx512_column_sum,
     outer_product: portable_outer_product,
     narrow_backward: avx512_narrow_backward,
-    wider: &[&AVX512_WIDE, &AVX512_WIDER],
-    one_vector: &[&AVX2_ONE_VECTOR, &AVX512_ONE_VECTOR],
+    wider: &[],
+    one_vector: &[],
 };
 
 /// AVX-512 with `48 × 8` tiles, also 24 accumulators, for C with few columns (see
 /// [`KernelSet::for_columns`]).
 #[cfg(target_arch = "x86_64")]
 static AVX512_WIDE: KernelSet = KernelSet {
-    lane_width: 16,
     max_vectors: 3,
     nr: 8,
-    avx_transpose: true,
-    dot_line_limits: AVX512_DOT_LIMITS,
     unit_b_tiles: tile_table!(avx512_tile; true; [1, 2, 3]; [1, 2, 3, 4, 5, 6, 7, 8]),
     strided_b_tiles: tile_table!(avx512_tile; false; [1, 2, 3]; [1, 2, 3, 4, 5, 6, 7, 8]),
-    dots: avx512_dots,
-    dot_block: avx512_dot_block,
-    post: avx512_post,
-    column_sum: avx512_column_sum,
-    outer_product: portable_outer_product,
-    narrow_backward: avx512_narrow_backward,
-    wider: &[],
-    one_vector: &[],
+    ..AVX512_SHARED
 };
 
 /// AVX-512 with `32 × 12` tiles, also 24 accumulators, which cover 9 to 12 columns of C
@@ -555,21 +550,11 @@ static AVX512_WIDE: KernelSet = KernelSet {
 /// broadcasts for 24 FMAs.
 #[cfg(target_arch = "x86_64")]
 static AVX512_WIDER: KernelSet = KernelSet {
-    lane_width: 16,
     max_vectors: 2,
     nr: 12,
-    avx_transpose: true,
-    dot_line_limits: AVX512_DOT_LIMITS,
     unit_b_tiles: tile_table!(avx512_tile; true; [1, 2]; [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]),
     strided_b_tiles: tile_table!(avx512_tile; false; [1, 2]; [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]),
-    dots: avx512_dots,
-    dot_block: avx512_dot_block,
-    post: avx512_post,
-    column_sum: avx512_column_sum,
-    outer_product: portable_outer_product,
-    narrow_backward: avx512_narrow_backward,
-    wider: &[],
-    one_vector: &[],
+    ..AVX512_SHARED
 };
 
 /// AVX-512 with `16 × 24` tiles, for C with at most 16 rows, such as `Cᵀ = W·Xᵀ` for a
@@ -581,21 +566,11 @@ static AVX512_WIDER: KernelSet = KernelSet {
 /// 16 columns at 76 against 83.
 #[cfg(target_arch = "x86_64")]
 static AVX512_ONE_VECTOR: KernelSet = KernelSet {
-    lane_width: 16,
     max_vectors: 1,
     nr: 24,
-    avx_transpose: true,
-    dot_line_limits: AVX512_DOT_LIMITS,
     unit_b_tiles: tile_table!(avx512_tile; true; [1]; [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24]),
     strided_b_tiles: tile_table!(avx512_tile; false; [1]; [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24]),
-    dots: avx512_dots,
-    dot_block: avx512_dot_block,
-    post: avx512_post,
-    column_sum: avx512_column_sum,
-    outer_product: portable_outer_product,
-    narrow_backward: avx512_narrow_backward,
-    wider: &[],
-    one_vector: &[],
+    ..AVX512_SHARED
 };
 
 /// # Safety
