@@ -170,7 +170,8 @@ pub(crate) unsafe fn tile_body<
 const K_UNROLL: usize = 2;
 
 /// Adds the outer product of one A micro-panel column and one B micro-panel row to the
-/// accumulators. The row is `offset` elements on from the row `b` is at.
+/// accumulators. `b` addresses a row of the B micro-panel, and the step reads the row
+/// `offset` elements on from it.
 ///
 /// # Safety
 ///

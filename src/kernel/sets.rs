@@ -557,8 +557,9 @@ static AVX512_WIDER: KernelSet = KernelSet {
     ..AVX512_SHARED
 };
 
-/// AVX-512 with `16 × 24` tiles, for C with at most 16 rows, such as `Cᵀ = W·Xᵀ` for a
-/// layer with few outputs (see [`KernelSet::for_rows`]). Each step loads one vector of A
+/// AVX-512 with `16 × 24` tiles, for C with 9 to 16 rows, such as `Cᵀ = W·Xᵀ` for a
+/// layer with few outputs (see [`KernelSet::for_rows`]; 8 rows or fewer take AVX2's
+/// `8 × 12` tiles). Each step loads one vector of A
 /// and 24 broadcasts of B for 24 FMAs, and the 24 accumulators leave room for the loaded
 /// vector. Forward pass of a 128→10 layer on one core, GFLOP/s against `16 × 6` tiles in
 /// alternated runs: 76.5 and 65.0 at m = 1024, 67.1 and 56.4 at m = 128, 50.7 and 44.2 at
