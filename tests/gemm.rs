@@ -465,8 +465,8 @@ fn shapes_few_columns_every_tile_set() {
 #[test]
 fn shapes_few_rows_one_vector_tiles() {
     // C with at most one vector of rows, contiguous columns and a reduction of at most
-    // 256 takes one-vector tiles with many columns (8 × 12 up to 8 rows, and on AVX-512
-    // 16 × 24 up to 16). The rows run up to one past a vector of every path, the columns
+    // 256 takes one-vector tiles with many columns on the x86 paths (8 × 12 up to 8 rows,
+    // and on AVX-512 16 × 24 up to 16). The rows run up to one past a vector of every path, the columns
     // straddle 24 and its double, and B comes packed, strided in place (column-major or
     // reversed) and padded, so both ways of addressing B's columns run. Each shape also
     // runs turned, and C's layouts include contiguous columns.

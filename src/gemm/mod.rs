@@ -305,12 +305,14 @@ impl BlockSizes {
     }
 }
 
-/// Maximum reduction length for which a C with few rows takes one-vector tiles. Their many
-/// columns of B, read in place, each stream `k` elements through L1 at once, and with
-/// longer reductions they lost to the default tiles. Rows of C against columns of B
-/// 1024×k×10 and 1024×k×16 `ab` on one AVX-512 core, GFLOP/s of `16 × 24` tiles against
-/// `16 × 6`: 90 and 75, 144 and 118 at k = 128; 76 and 74, 135 and 119 at k = 256; 70
-/// and 74, 130 and 118 at k = 320; 42 and 70, 66 and 115 at k = 1024.
+/// Maximum reduction length for which a C with few rows takes one-vector tiles. With longer
+/// reductions they lost to the default tiles, probably because their 24 columns of B, read
+/// in place, then stream through L1 at once. On one AVX-512 core, 1024×k×10 and 1024×k×16
+/// `ab` in GFLOP/s, `16 × 24` tiles against `16 × 6`: 90 and 75, 144 and 118 at k = 128;
+/// 76 and 74, 135 and 119 at k = 256; 70 and 74, 130 and 118 at k = 320; 42 and 70, 66
+/// and 115 at k = 1024.
+// NOTE: timed only with B's columns `k` elements apart (a row-major operand read in
+// place), and the cause is not measured; other strides may move the limit.
 const ONE_VECTOR_MAX_DEPTH: usize = 256;
 
 /// Returns the kernels for `problem` as oriented: one-vector tiles for a C with few rows

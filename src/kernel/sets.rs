@@ -420,7 +420,7 @@ const AVX2_SHARED: KernelSet = KernelSet {
 
 /// AVX2 with `8 × 12` tiles, for C with at most 8 rows (see [`KernelSet::for_rows`]):
 /// 12 accumulators, the loaded vector of A and a broadcast in the 16 YMM registers, where
-/// `16 × 6` tiles would leave half of every FMA on padding rows.
+/// `16 × 6` tiles would leave half or more of every FMA on padding rows.
 #[cfg(target_arch = "x86_64")]
 static AVX2_ONE_VECTOR: KernelSet = KernelSet {
     max_vectors: 1,
