@@ -511,39 +511,30 @@ impl Nest<'_> {
             let vectors = block_rows.div_ceil(width);
             let row_tiles = EvenSplit::by_max_len(vectors, max_vectors);
 
-            // A row tile: its first row relative to `ic`, padded rows, and rows inside C.
+            // A row tile: its height in vectors, its first row relative to `ic`, its padded
+            // rows, the rows inside C, and whether the kernel reads it packed.
             let row_tile = |t: usize| {
                 let units = row_tiles.part(t);
                 let start = units.start * width;
                 let padded = units.len() * width;
-                (start, padded, padded.min(block_rows - start))
-            };
-            let packs = |t: usize| {
-                let (_, padded, valid) = row_tile(t);
-                !self.direct_a || valid < padded
+                let valid = padded.min(block_rows - start);
+                let packed = !self.direct_a || valid < padded;
+                RowTile {
+                    vectors: units.len(),
+                    start,
+                    padded,
+                    valid,
+                    packed,
+                }
             };
 
-            // With contiguous columns in C, the kernels store the block's row tiles
-            // plainly, and the post steps follow in one pass over the first `pass_rows`
-            // rows of each column micro-panel, right after its tiles. The pass chooses its
-            // steps once, where the kernel branches on them for each vector. It finds the
-            // micro-panel still in L1, which a whole block of 128 × 128 outgrows: one pass
-            // per block made the 128→10 backward at m = 128 5 % slower.
-            //
-            // A partial last row tile joins the pass when other tiles come before it; the
-            // kernel then stores it from registers with a mask. With the steps in the
-            // kernel it goes through the spill buffer, and the 100→10 backward at m = 128
-            // ran at 68 GFLOP/s against 81. A partial tile alone keeps the steps in the
-            // kernel, because the pass would load each vector right after its masked
-            // store, which has to finish first: the 128→10 forward pass at m = 128 ran at
-            // 55 GFLOP/s that way against 61.
             let has_post = !step.epilogue.post.is_none();
             let pass_rows = if has_post && problem.c.row_stride == 1 {
-                let (last_start, last_padded, last_valid) = row_tile(row_tiles.parts() - 1);
-                if last_valid == last_padded || row_tiles.parts() > 1 {
+                let last = row_tile(row_tiles.parts() - 1);
+                if last.valid == last.padded || row_tiles.parts() > 1 {
                     block_rows
                 } else {
-                    last_start
+                    last.start
                 }
             } else {
                 0
@@ -551,8 +542,13 @@ impl Nest<'_> {
             let mut epilogue = step.epilogue;
             with_buffer(&PACKED_A, depth * vectors * width, |buffer| {
                 let packed_a = buffer.as_mut_ptr();
-                let pack = |t: usize| {
-                    let (start, padded, valid) = row_tile(t);
+                let pack = |tile: &RowTile| {
+                    let RowTile {
+                        start,
+                        padded,
+                        valid,
+                        ..
+                    } = *tile;
                     // SAFETY: the block lies inside A, and the micro-panel's `depth · padded`
                     // elements from `depth · start` lie inside the buffer of
                     // `depth · vectors · width`.
@@ -577,27 +573,32 @@ impl Nest<'_> {
                 // pass at 32 samples 1 to 2 % slower.
                 let lazy = block_rows * depth < self.blocking.mc * self.blocking.kc;
                 if !lazy {
-                    for t in (0..row_tiles.parts()).filter(|&t| packs(t)) {
-                        pack(t);
+                    for t in 0..row_tiles.parts() {
+                        let tile = row_tile(t);
+                        if tile.packed {
+                            pack(&tile);
+                        }
                     }
                 }
 
                 for tile in tiles.clone() {
                     let cols = step.col_tiles.part(tile);
                     let (b, b_k_stride, b_col_stride) = panel.micro_panel(&cols);
+                    // SAFETY: (ic, jc + cols.start) is inside C.
+                    let c_panel = unsafe { problem.c.at(ic, step.jc + cols.start) };
                     for t in 0..row_tiles.parts() {
-                        if lazy && tile == tiles.start && packs(t) {
-                            pack(t);
+                        let row = row_tile(t);
+                        if lazy && tile == tiles.start && row.packed {
+                            pack(&row);
                         }
-                        let (start, padded, valid) = row_tile(t);
-                        let (a, a_k_stride) = if packs(t) {
+                        let (a, a_k_stride) = if row.packed {
                             (
-                                packed_a.wrapping_add(depth * start).cast_const(),
-                                padded as isize,
+                                packed_a.wrapping_add(depth * row.start).cast_const(),
+                                row.padded as isize,
                             )
                         } else {
                             // SAFETY: (ic + start, pc) is inside A.
-                            let a = unsafe { problem.a.at(ic + start, step.pc) };
+                            let a = unsafe { problem.a.at(ic + row.start, step.pc) };
                             (a, problem.a.col_stride)
                         };
                         let args = TileArgs {
@@ -607,11 +608,12 @@ impl Nest<'_> {
                             b,
                             b_k_stride,
                             b_col_stride,
-                            // SAFETY: the tile's first element is inside C.
-                            c: unsafe { problem.c.at(ic + start, step.jc + cols.start) },
+                            // SAFETY: the tile's first element, `start` rows below the
+                            // micro-panel's, is inside C.
+                            c: unsafe { c_panel.offset(row.start as isize * problem.c.row_stride) },
                             c_row_stride: problem.c.row_stride,
                             c_col_stride: problem.c.col_stride,
-                            rows: valid,
+                            rows: row.valid,
                             cols: cols.len(),
                         };
                         // A plain product leaves `epilogue` as it was built before the
@@ -619,10 +621,12 @@ impl Nest<'_> {
                         // in a profile as a stall: wide loads of narrower stores, which
                         // store forwarding cannot serve.
                         if has_post {
-                            epilogue.post = if start < pass_rows {
+                            epilogue.post = if row.start < pass_rows {
                                 Post::NONE
                             } else {
-                                step.epilogue.post.at_tile(ic + start, step.jc + cols.start)
+                                step.epilogue
+                                    .post
+                                    .at_tile(ic + row.start, step.jc + cols.start)
                             };
                         }
                         // SAFETY: A's micro-panel has `padded` readable rows for each of the
@@ -630,7 +634,7 @@ impl Nest<'_> {
                         // inside A. B's micro-panel has `cols.len()` readable columns per
                         // step. The C tile lies inside C and only this task writes it, and
                         // the post step's bias and input cover C's shape.
-                        unsafe { self.kernels.run(padded / width, &args, &epilogue) };
+                        unsafe { self.kernels.run(row.vectors, &args, &epilogue) };
                     }
 
                     if pass_rows > 0 {
@@ -641,7 +645,7 @@ impl Nest<'_> {
                         unsafe {
                             self.kernels.apply_post(
                                 &post,
-                                problem.c.at(ic, step.jc + cols.start),
+                                c_panel,
                                 problem.c.col_stride,
                                 pass_rows,
                                 cols.len(),
@@ -652,6 +656,21 @@ impl Nest<'_> {
             });
         }
     }
+}
+
+/// One row tile of a packed A block, as `Nest::multiply_block` walks them.
+#[derive(Clone, Copy)]
+struct RowTile {
+    /// Height in vectors of the lane width.
+    vectors: usize,
+    /// First row, relative to the block's.
+    start: usize,
+    /// Rows including the padding up to whole vectors.
+    padded: usize,
+    /// Rows inside C.
+    valid: usize,
+    /// The kernel reads the tile from the packed block, not from A in place.
+    packed: bool,
 }
 
 /// Chooses how many tasks split the rows (in vectors) and the columns (in
