@@ -615,6 +615,62 @@ fn assert_bitwise(what: &str, actual: MatRef, expected: MatRef) {
 }
 
 #[test]
+fn backward_weight_offsets_bitwise_equal() {
+    // The `δ·W` product reads W in place when its columns (W's rows) start on cache lines.
+    // With a row stride of a whole number of lines, the rows above the first line run as a
+    // product of their own, so that the rest qualifies wherever the buffer starts. W at
+    // each of the 16 element offsets in a line must give the same bits for `δ_prev`,
+    // derivative included, and the first must match the reference.
+    const LINE: usize = 16;
+    let (m, n_in, n_out) = (20, 272, 96);
+    let mut rng = ChaCha8Rng::seed_from_u64(14);
+    let x = layer_input(&mut rng, Activation::Relu, m, n_in);
+    let w = random_matrix(&mut rng, n_out, n_in);
+    let delta = random_matrix(&mut rng, m, n_out);
+    let expected =
+        reference::dense_backward(x.as_ref(), w.as_ref(), delta.as_ref(), Activation::Relu)
+            .unwrap();
+
+    for arch in Arch::supported() {
+        let mut first: Option<Matrix> = None;
+        for offset in 0..LINE {
+            let mut w_data = vec![f32::NAN; offset];
+            w_data.extend_from_slice(w.as_slice());
+            let w_view =
+                MatRef::from_strided(&w_data, offset, n_out, n_in, n_in as isize, 1).unwrap();
+            let mut grad_w = Matrix::zeros(n_out, n_in);
+            let mut grad_b = vec![0.0; n_out];
+            let mut input_delta = Matrix::from_fn(m, n_in, |_, _| f32::NAN);
+            dense_backward_with_arch(
+                arch,
+                delta.as_ref(),
+                x.as_ref(),
+                w_view,
+                Activation::Relu,
+                DenseGrads {
+                    weights: grad_w.as_mut(),
+                    bias: &mut grad_b,
+                    mode: GradMode::Overwrite,
+                },
+                Some(input_delta.as_mut()),
+                Parallelism::Sequential,
+            )
+            .unwrap();
+
+            let what = format!("{arch:?} W at offset {offset}: input_delta");
+            match &first {
+                None => {
+                    let want = expected.delta_prev.as_ref();
+                    assert_close(&what, input_delta.as_ref(), want, n_out);
+                    first = Some(input_delta);
+                }
+                Some(first) => assert_bitwise(&what, input_delta.as_ref(), first.as_ref()),
+            }
+        }
+    }
+}
+
+#[test]
 fn epilogue_paths_bitwise_equal() {
     // A contiguous output applies the bias, activation and derivative in a pass over the
     // stored full row tiles, and inside the kernel for a partial one. An output without a

@@ -1016,11 +1016,21 @@ fn operands_line_offsets_bitwise_equal() {
     // cache line, and on its row tiles. So the same product from operands at each of the
     // 16 element offsets in a line may take either route. Both add the products of each
     // element in the same order: every offset must give the same bits, and the first
-    // must match the reference. The shapes have one, two and four row tiles of the
-    // AVX-512 kernels, with A small enough for L1d.
+    // must match the reference. The first shapes have one, two and four row tiles of the
+    // AVX-512 kernels, with A small enough for L1d. In the last two (the `δ·W` products
+    // of 784→256 and 272→96 layers), A is larger than L1d with columns a whole number of
+    // lines apart, and its rows above the first line run as a product of their own.
     const LINE: usize = 16;
     let mut rng = Rng(0xa119_0ff5_e7a1_0003);
-    for (m, k, n) in [(64, 64, 64), (128, 10, 128), (256, 40, 256), (200, 24, 72)] {
+    let shapes = [
+        (64, 64, 64),
+        (128, 10, 128),
+        (256, 40, 256),
+        (200, 24, 72),
+        (32, 256, 784),
+        (20, 96, 272),
+    ];
+    for (m, k, n) in shapes {
         let a = Matrix::from_fn(m, k, |_, _| rng.value());
         let b = Matrix::from_fn(k, n, |_, _| rng.value());
         // Both operands at `offset` elements into slices of their own, row-major.

@@ -206,20 +206,50 @@ unsafe fn run(mut problem: Problem, arch: Arch, packing: Packing, par: Paralleli
         (fitted, Blocking::for_kernels(fitted))
     };
 
+    // Where A is packed only because its columns start off cache lines, the rows above
+    // the first line run as a product of their own and the rest is read in place. Both
+    // parts take the same kernels and blocks, so every element of C gets the same
+    // arithmetic as without the split, wherever the buffers start.
+    match DirectOperands::line_aligned_split(&problem, kernels, packing) {
+        None => {
+            // SAFETY: the caller guarantees the views and the element-wise steps' pointers.
+            unsafe { run_nest(&problem, kernels, blocking, direct, threads) };
+        }
+        Some(first) => {
+            for rows in [0..first, first..problem.m] {
+                let part = problem.rows(rows);
+                let direct = DirectOperands::choose(&part, kernels, packing);
+                // SAFETY: as above, and the two parts write disjoint rows of C.
+                unsafe { run_nest(&part, kernels, blocking, direct, thread_count(&part, par)) };
+            }
+        }
+    }
+}
+
+/// Runs `problem` through the loop nest on `threads` tasks.
+///
+/// # Safety
+///
+/// `kernels` is for a path this CPU supports, and `problem` meets the contract of [`run`].
+unsafe fn run_nest(
+    problem: &Problem,
+    kernels: &'static KernelSet,
+    blocking: Blocking,
+    direct: DirectOperands,
+    threads: usize,
+) {
     // A call of one parallel region starts it from here: handing the whole call to the
     // pool first adds a second hand-over, and 256×128×256 AB on two threads ran 8 %
     // slower that way. With several regions, one hand-over serves them all.
-    let problem = &problem;
-    let run_nest = move || {
-        // SAFETY: the path is supported (`or_supported_below`). The caller guarantees the
-        // views and the element-wise steps' pointers, and they stay valid while this call
-        // waits for the pool.
+    let call = move || {
+        // SAFETY: the caller guarantees the path, the views and the element-wise steps'
+        // pointers, and they stay valid while this call waits for the pool.
         unsafe { nest::run(problem, kernels, blocking, direct, threads) };
     };
     if nest::parallel_regions(problem, blocking, direct, threads) > 1 {
-        crate::parallel::on_pool(threads, run_nest);
+        crate::parallel::on_pool(threads, call);
     } else {
-        run_nest();
+        call();
     }
 }
 

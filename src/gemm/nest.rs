@@ -56,8 +56,10 @@ const DIRECT_MAX_STEP_BYTES: usize = 1024;
 /// of a 784→256 layer at 32 samples) 109 -> 152 GFLOP/s, and 48×512×768 AB 129 -> 153.
 /// With columns that do not start on lines every vector load spans two of them, and the
 /// same shapes timed level or slower in place, so those keep the smaller limit.
-/// NOTE: a `Vec<f32>`, and so a [`Matrix`](crate::Matrix), is rarely line-aligned, so this
-/// limit mostly serves callers that align their buffers.
+/// A `Vec<f32>`, and so a [`Matrix`](crate::Matrix), is rarely line-aligned. With a
+/// column stride of a whole number of lines, [`DirectOperands::line_aligned_split`] still
+/// brings such an A under this limit.
+/// NOTE: other column strides of an unaligned A keep the smaller limit.
 const DIRECT_ALIGNED_MAX_STEP_BYTES: usize = 4096 - size_of::<f32>();
 
 /// Maximum number of `mr`-row tiles in A for which B is read in place whatever its size.
@@ -144,6 +146,43 @@ impl DirectOperands {
                 && (b_row_tiles <= DIRECT_B_MAX_ROW_TILES
                     || (problem.b.row_stride == 1 && bytes(problem.k, problem.n) < direct_b_limit)),
         }
+    }
+}
+
+impl DirectOperands {
+    /// Returns the row from which A's columns start on cache lines, when A as given is
+    /// packed but from that row on would be read in place. That takes an A larger than
+    /// L1d whose column stride is a whole number of lines, so that every column lies
+    /// equally far off its line (see
+    /// [`Operand::rows_to_line`](super::operand::Operand::rows_to_line)). The rows above
+    /// it then run as a product of their own. The `δ·W` product of a layer with at most 48
+    /// samples (8 column micro-panels of `64 × 6` tiles) reads W this way, with columns
+    /// 3136 bytes apart for 784 inputs.
+    ///
+    /// Alternated in one process on a Sapphire Rapids-class core, unaligned operands:
+    /// 32×256×784 AB 119 → 144 GFLOP/s on one thread and 148 to 169 → 199 to 202 on two,
+    /// 16×256×784 AB 95 → 144, 48×512×768 AB 127 → 143; the 784→256 backward pass at 32
+    /// samples 136 to 138 → 141 to 145 on one thread and 195 to 229 → 244 to 260 on two.
+    /// For an A that fits in L1d the product of the first rows cost more than the aligned
+    /// reads saved (128×40×128 AB 144 → 104 GFLOP/s), so that case stays packed.
+    pub(crate) fn line_aligned_split(
+        problem: &Problem,
+        kernels: &KernelSet,
+        packing: Packing,
+    ) -> Option<usize> {
+        let first = problem.a.rows_to_line()?;
+        let a_bytes = problem.m.saturating_mul(problem.k) * size_of::<f32>();
+        if first == 0
+            || first >= problem.m
+            || a_bytes <= CacheSizes::detected().l1d
+            || DirectOperands::choose(problem, kernels, packing).a
+        {
+            return None;
+        }
+        let rest = problem.rows(first..problem.m);
+        DirectOperands::choose(&rest, kernels, packing)
+            .a
+            .then_some(first)
     }
 }
 

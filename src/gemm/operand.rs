@@ -1,5 +1,7 @@
 //! Raw strided operands of one GEMM problem, shareable across the threads of a call.
 
+use std::ops::Range;
+
 use crate::kernel::{Beta, CACHE_LINE_F32, Post};
 use crate::matrix::{MatMut, MatRef};
 
@@ -42,6 +44,32 @@ impl Operand {
                 .is_multiple_of(CACHE_LINE_F32)
     }
 
+    /// Returns how many rows below the first each column starts on a cache line, when the
+    /// columns are contiguous and their stride is a whole number of lines: 0 when they
+    /// already do. `None` when no row does for every column.
+    pub(crate) fn rows_to_line(&self) -> Option<usize> {
+        let line_bytes = CACHE_LINE_F32 * size_of::<f32>();
+        if self.row_stride != 1
+            || !self
+                .col_stride
+                .unsigned_abs()
+                .is_multiple_of(CACHE_LINE_F32)
+        {
+            return None;
+        }
+        let past_line = self.ptr as usize % line_bytes;
+        Some((line_bytes - past_line) % line_bytes / size_of::<f32>())
+    }
+
+    /// Returns the operand that starts `rows` rows further down. Only an operand whose
+    /// view has more than `rows` rows may be used.
+    pub(crate) fn from_row(self, rows: usize) -> Operand {
+        Operand {
+            ptr: self.ptr.wrapping_offset(rows as isize * self.row_stride),
+            ..self
+        }
+    }
+
     /// Pointer to element (i, j).
     ///
     /// # Safety
@@ -77,6 +105,15 @@ impl OutOperand {
         OutOperand {
             row_stride: self.col_stride,
             col_stride: self.row_stride,
+            ..self
+        }
+    }
+
+    /// Returns the operand that starts `rows` rows further down, as
+    /// [`Operand::from_row`].
+    pub(crate) fn from_row(self, rows: usize) -> OutOperand {
+        OutOperand {
+            ptr: self.ptr.wrapping_offset(rows as isize * self.row_stride),
             ..self
         }
     }
@@ -129,5 +166,55 @@ impl Problem {
             post: self.post.t(),
             ..self
         }
+    }
+
+    /// Returns the product restricted to the rows `rows` of A and C, which must lie
+    /// inside `0..m` and not be empty.
+    pub(crate) fn rows(self, rows: Range<usize>) -> Problem {
+        debug_assert!(!rows.is_empty() && rows.end <= self.m);
+        Problem {
+            m: rows.len(),
+            a: self.a.from_row(rows.start),
+            c: self.c.from_row(rows.start),
+            post: self.post.at_tile(rows.start, 0),
+            ..self
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rows_to_line_every_offset() {
+        let data = vec![0.0f32; 64 * 40];
+        let line_start = data
+            .as_ptr()
+            .align_offset(CACHE_LINE_F32 * size_of::<f32>());
+        for offset in 0..CACHE_LINE_F32 {
+            // Contiguous columns two lines apart, `offset` elements past a line.
+            let view = MatRef::from_strided(&data, line_start + offset, 32, 8, 1, 32).unwrap();
+            let expected = (CACHE_LINE_F32 - offset) % CACHE_LINE_F32;
+            assert_eq!(
+                Operand::new(view).rows_to_line(),
+                Some(expected),
+                "offset {offset}"
+            );
+        }
+    }
+
+    #[test]
+    fn rows_to_line_none_for_other_layouts() {
+        let data = vec![0.0f32; 64 * 40];
+        let line_start = data
+            .as_ptr()
+            .align_offset(CACHE_LINE_F32 * size_of::<f32>());
+        // Columns 24 elements apart: a line and a half.
+        let part_lines = MatRef::from_strided(&data, line_start, 24, 8, 1, 24).unwrap();
+        assert_eq!(Operand::new(part_lines).rows_to_line(), None);
+        // Rows contiguous instead of columns.
+        let row_major = MatRef::from_strided(&data, line_start, 8, 32, 32, 1).unwrap();
+        assert_eq!(Operand::new(row_major).rows_to_line(), None);
     }
 }
