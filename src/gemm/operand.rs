@@ -63,7 +63,7 @@ impl Operand {
 
     /// Returns the operand that starts `rows` rows further down. Only an operand whose
     /// view has more than `rows` rows may be used.
-    pub(crate) fn from_row(self, rows: usize) -> Operand {
+    pub(crate) fn down_rows(self, rows: usize) -> Operand {
         Operand {
             ptr: self.ptr.wrapping_offset(rows as isize * self.row_stride),
             ..self
@@ -110,8 +110,8 @@ impl OutOperand {
     }
 
     /// Returns the operand that starts `rows` rows further down, as
-    /// [`Operand::from_row`].
-    pub(crate) fn from_row(self, rows: usize) -> OutOperand {
+    /// [`Operand::down_rows`].
+    pub(crate) fn down_rows(self, rows: usize) -> OutOperand {
         OutOperand {
             ptr: self.ptr.wrapping_offset(rows as isize * self.row_stride),
             ..self
@@ -174,8 +174,8 @@ impl Problem {
         debug_assert!(!rows.is_empty() && rows.end <= self.m);
         Problem {
             m: rows.len(),
-            a: self.a.from_row(rows.start),
-            c: self.c.from_row(rows.start),
+            a: self.a.down_rows(rows.start),
+            c: self.c.down_rows(rows.start),
             post: self.post.at_tile(rows.start, 0),
             ..self
         }
