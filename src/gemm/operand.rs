@@ -186,12 +186,16 @@ impl Problem {
 mod tests {
     use super::*;
 
+    /// Returns the index of the first element of `data` that starts a cache line.
+    fn first_on_line(data: &[f32]) -> usize {
+        data.as_ptr()
+            .align_offset(CACHE_LINE_F32 * size_of::<f32>())
+    }
+
     #[test]
     fn rows_to_line_every_offset() {
         let data = vec![0.0f32; 64 * 40];
-        let line_start = data
-            .as_ptr()
-            .align_offset(CACHE_LINE_F32 * size_of::<f32>());
+        let line_start = first_on_line(&data);
         for offset in 0..CACHE_LINE_F32 {
             // Contiguous columns two lines apart, `offset` elements past a line.
             let view = MatRef::from_strided(&data, line_start + offset, 32, 8, 1, 32).unwrap();
@@ -207,9 +211,7 @@ mod tests {
     #[test]
     fn rows_to_line_none_for_other_layouts() {
         let data = vec![0.0f32; 64 * 40];
-        let line_start = data
-            .as_ptr()
-            .align_offset(CACHE_LINE_F32 * size_of::<f32>());
+        let line_start = first_on_line(&data);
         // Columns 24 elements apart: a line and a half.
         let part_lines = MatRef::from_strided(&data, line_start, 24, 8, 1, 24).unwrap();
         assert_eq!(Operand::new(part_lines).rows_to_line(), None);
