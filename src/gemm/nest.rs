@@ -160,10 +160,10 @@ impl DirectOperands {
     /// 3136 bytes apart for 784 inputs.
     ///
     /// Alternated in one process on a Sapphire Rapids-class core with unaligned operands,
-    /// in GFLOP/s: 32×256×784 AB went from 119 to 144 on one thread and from 148 to 169 to
-    /// 199 to 202 on two. 16×256×784 AB went from 95 to 144, and 48×512×768 AB from 127 to
-    /// 143. The 784→256 backward pass at 32 samples went from 136 to 138 to 141 to 145 on
-    /// one thread, and from 195 to 229 to 244 to 260 on two.
+    /// in GFLOP/s (ranges over the runs): 32×256×784 AB 119 → 144 on one thread and
+    /// 148–169 → 199–202 on two. 16×256×784 AB 95 → 144, 48×512×768 AB 127 → 143. The
+    /// 784→256 backward pass at 32 samples 136–138 → 141–145 on one thread, and
+    /// 195–229 → 244–260 on two.
     /// For an A that fits in L1d the product of the first rows cost more than the aligned
     /// reads saved (128×40×128 AB 144 → 104 GFLOP/s), so that case stays packed.
     pub(crate) fn line_aligned_split(
