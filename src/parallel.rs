@@ -6,9 +6,9 @@
 /// sizes depend only on the problem's shape, and combines them in a fixed order, so
 /// `Sequential` and `Rayon(n)` give bitwise equal results. That holds for the same
 /// operands in the same layout on the same SIMD path ([`simd_path`](crate::simd_path)) and
-/// the same cache sizes. Another layout or path may add the products in another order and
-/// round differently. So may a CPU with another L1d or L2 size, since the block sizes
-/// follow from them.
+/// the same cache sizes, wherever the buffers start in memory. Another layout or path may
+/// add the products in another order and round differently. So may a CPU with another L1d
+/// or L2 size, since the block sizes follow from them.
 ///
 /// What splits:
 /// - [`gemm`](crate::gemm) splits products of at least 2²³ floating-point operations

@@ -45,7 +45,9 @@ pub const PARALLEL_MIN_FLOPS: u64 = 1 << 23;
 /// the environment variable `DENSEGRAD_ARCH=avx512|avx2|portable` forces one. With
 /// [`Parallelism::Rayon`], products of at least 2²³ floating-point operations (`2·m·n·k`)
 /// split their output blocks across tasks of the current rayon pool (calling from inside a rayon task is fine),
-/// and the result is bitwise equal to the sequential one. The same values in another
+/// and the result is bitwise equal to the sequential one. The address of a buffer within a
+/// cache line decides whether an operand is read in place or packed, never the
+/// arithmetic, so the bits do not depend on it either. The same values in another
 /// layout (a strided or transposed view instead of a contiguous one) may take another
 /// kernel, which adds the products in another order: the results then agree to rounding,
 /// not bit for bit. For example, one row times a matrix sums each element in one chain on
